@@ -1,0 +1,13 @@
+"""cyclegan: unpaired image-to-image translation that tells you when training works.
+
+The public API: ``Config`` and its presets, ``train`` a run folder, ``Translator`` to apply it.
+"""
+
+from .config import Config, ModelConfig, TrainConfig, preset
+from .errors import CycleGANError
+from .trainer import train
+from .translate import Translator
+
+__version__ = "0.1.0"
+
+__all__ = ["Config", "ModelConfig", "TrainConfig", "preset", "train", "Translator", "CycleGANError", "__version__"]

@@ -1,0 +1,211 @@
+"""The ``cyclegan`` command: train, translate, evaluate, make-dataset.
+
+Training flags are generated from the config dataclasses, so ``--crop-size 128`` sets
+``TrainConfig.crop_size`` and every field can be overridden; ``--help`` lists them all. A
+``CycleGANError`` is printed as one line and exits with status 1; never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
+from .errors import ConfigError, CycleGANError
+
+log = logging.getLogger("cyclegan")
+
+_DATA_FIELDS = ("domain_a", "domain_b", "test_a", "test_b")
+_FIELD_HELP = {
+    "domain_a": "folder of domain A training images (searched recursively)",
+    "domain_b": "folder of domain B training images",
+    "test_a": "held-out domain A images (used for sample grids)",
+    "test_b": "held-out domain B images",
+    "n_blocks": "residual blocks in each generator (9 published, 6 for 128 px)",
+    "n_layers_d": "stride-2 layers of the PatchGAN (3 gives 70x70 patches)",
+    "upsample": "generator upsampling: transpose (published) or resize (no checkerboard)",
+    "epochs": "epochs at the initial learning rate",
+    "epochs_decay": "epochs over which the learning rate decays linearly to zero",
+    "gan_loss": "adversarial loss: lsgan (published), bce or hinge",
+    "lambda_identity": "identity loss weight, relative to lambda_cycle",
+    "pool_size": "generated images kept for the discriminators (0: none)",
+    "device": "auto (CUDA if present), cpu, cuda or cuda:N",
+    "amp": "bf16 autocast (CUDA only)",
+    "channels_last": "channels_last memory format (CUDA only)",
+    "log_every": "steps between rows of metrics.csv",
+    "strict": "stop on an unreadable image instead of skipping it",
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field; defaults are SUPPRESS so only flags the user typed are seen."""
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        group = parser.add_argument_group(f"{section} config (overrides the preset)")
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            help_text = _FIELD_HELP.get(f.name, "") + f" (paper: {f.default!r})"
+            if f.type in ("bool", bool):
+                group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                   default=argparse.SUPPRESS, help=help_text)
+            else:
+                kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+                group.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_text,
+                                   metavar=f.name.upper())
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "data", None):
+        data = Path(args.data)
+        values.setdefault("domain_a", str(data / "trainA"))
+        values.setdefault("domain_b", str(data / "trainB"))
+        for split, name in (("test_a", "testA"), ("test_b", "testB")):
+            if (data / name).is_dir():
+                values.setdefault(split, str(data / name))
+    return values
+
+
+def _apply(config: Config, values: dict[str, Any]) -> Config:
+    for name, value in values.items():
+        section = config.model if hasattr(config.model, name) else config.train
+        setattr(section, name, value)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import merge_resume_config, train
+
+    values = _overrides(args)
+    if args.resume:
+        if args.run or args.preset:
+            raise ConfigError("--resume takes the run folder and its saved preset; drop --run and --preset")
+        from .checkpoint import load_config
+
+        config = merge_resume_config(load_config(args.resume), values)
+        run = train(config, args.resume, resume=True)
+    else:
+        if not args.run:
+            raise ConfigError("name the run folder with --run checkpoints/NAME (or continue one with --resume)")
+        if not values.get("domain_a") or not values.get("domain_b"):
+            raise ConfigError("say what to train on: --data DIR (with trainA/ and trainB/) or --domain-a DIR "
+                              "--domain-b DIR")
+        config = _apply(preset(args.preset or "paper"), values)
+        run = train(config, args.run)
+    log.info("Training finished: %s", run)
+    log.info("Translate with: cyclegan translate --run %s --direction AtoB --input DIR --output DIR", run)
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .translate import Translator
+
+    translator = Translator.from_run(args.run, device=args.device, best=args.best)
+    summary = translator.translate_folder(args.input, args.output, args.direction, overwrite=args.overwrite)
+    for path, reason in summary.failed:
+        log.warning("failed: %s: %s", path, reason)
+    print(f"translated {summary.translated}, skipped (exists) {summary.skipped}, failed {len(summary.failed)}"
+          f" -> {args.output}")
+    return 1 if summary.translated == 0 and (summary.failed or not summary.skipped) else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_ground_truth
+    from .translate import Translator
+
+    results = evaluate_ground_truth(Translator.from_run(args.run, device=args.device, best=args.best), args.data)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{'direction':<10}{'L1':>9}{'L1 identity':>13}{'PSNR':>9}{'PSNR identity':>15}{'images':>8}")
+    for direction, r in results.items():
+        print(f"{direction:<10}{r['l1']:>9.4f}{r['identity_l1']:>13.4f}{r['psnr']:>9.2f}"
+              f"{r['identity_psnr']:>15.2f}{r['images']:>8}")
+    print("L1: mean absolute error against ground truth on a 0-1 scale (lower is better); identity: the input "
+          "unchanged, the baseline to beat.")
+    return 0
+
+
+def cmd_make_dataset(args: argparse.Namespace) -> int:
+    from .synthetic import make_dataset
+
+    out = make_dataset(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
+                       overwrite=args.overwrite)
+    print(f"wrote the synthetic shapes dataset to {out} (trainA, trainB, testA, testB, gt/AtoB, gt/BtoA)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cyclegan", description="Unpaired image-to-image translation (CycleGAN).")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a run on two image folders, or resume one",
+                       description="Train a CycleGAN. Example: cyclegan train --data datasets/shapes "
+                                   "--run checkpoints/shapes --preset tiny")
+    p.add_argument("--data", help="dataset folder holding trainA/ and trainB/ (and optionally testA/, testB/)")
+    p.add_argument("--run", help="new run folder to create, e.g. checkpoints/NAME")
+    p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly where it stopped")
+    p.add_argument("--preset", choices=PRESETS, help="starting configuration (default: paper, the published settings)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("translate", help="translate a folder of images with a trained run",
+                       description="Example: cyclegan translate --run checkpoints/shapes --direction AtoB "
+                                   "--input datasets/shapes/testA --output outputs/shapes_AtoB")
+    p.add_argument("--run", required=True, help="run folder made by `cyclegan train`")
+    p.add_argument("--direction", required=True, choices=("AtoB", "BtoA"))
+    p.add_argument("--input", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--output", required=True, help="folder for the translated PNGs (subfolders mirrored)")
+    p.add_argument("--best", action="store_true", help="use the best epoch's generators instead of the latest")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("evaluate", help="score a run against ground truth (testA + gt/AtoB, testB + gt/BtoA)",
+                       description="Example: cyclegan evaluate --run checkpoints/shapes --data datasets/shapes")
+    p.add_argument("--run", required=True, help="run folder made by `cyclegan train`")
+    p.add_argument("--data", required=True, help="dataset folder with testA/, testB/ and gt/AtoB/, gt/BtoA/")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--best", action="store_true", help="use the best epoch's generators")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("make-dataset", help="write the synthetic two-style shapes dataset",
+                       description="Example: cyclegan make-dataset --out datasets/shapes")
+    p.add_argument("--out", default="datasets/shapes", help="folder to create (default: datasets/shapes)")
+    p.add_argument("--n-train", type=int, default=400, help="training images per domain (default 400)")
+    p.add_argument("--n-test", type=int, default=50, help="test images per domain, with ground truth (default 50)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace the folder if it exists")
+    p.set_defaults(func=cmd_make_dataset)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s: %(message)s")
+    logging.getLogger("cyclegan").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    from .trainer import TrainingInterrupted
+
+    try:
+        return args.func(args)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 130
+    except CycleGANError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

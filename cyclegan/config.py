@@ -1,0 +1,166 @@
+"""Configuration: what the networks are (ModelConfig) and how they are trained (TrainConfig).
+
+A run folder's ``config.json`` holds both, so a run can be rebuilt, resumed or served from that
+file alone. CLI flags map one-to-one onto these fields (``--crop-size`` sets ``crop_size``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+GAN_LOSSES = ("lsgan", "bce", "hinge")
+UPSAMPLE_MODES = ("transpose", "resize")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class ModelConfig:
+    """The networks. Defaults are the published CycleGAN ones (ResNet-9, 70x70 PatchGAN)."""
+
+    channels: int = 3
+    ngf: int = 64
+    ndf: int = 64
+    n_blocks: int = 9
+    n_layers_d: int = 3
+    upsample: str = "transpose"  # "resize": nearest upsampling + conv, against checkerboard artifacts
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Defaults are the published CycleGAN ones, except where noted."""
+
+    domain_a: str = ""
+    domain_b: str = ""
+    test_a: str = ""
+    test_b: str = ""
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1
+    epochs: int = 100
+    epochs_decay: int = 100
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    gan_loss: str = "lsgan"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast; only takes effect on CUDA
+    channels_last: bool = False  # only takes effect on CUDA
+    num_workers: int = 0
+    log_every: int = 50
+    strict: bool = False  # an unreadable image in a folder is an error instead of a skip
+
+
+@dataclass
+class Config:
+    """Everything a run needs; serialised as the run folder's ``config.json``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "paper"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        try:
+            model = _build(ModelConfig, data.get("model", {}), "model")
+            train = _build(TrainConfig, data.get("train", {}), "train")
+        except TypeError as exc:  # a value of the wrong shape
+            raise ConfigError(f"config is malformed: {exc}") from exc
+        config = cls(model=model, train=train, preset=str(data.get("preset", "custom")))
+        validate(config)
+        return config
+
+    def save(self, path: Path) -> None:
+        from .checkpoint import atomic_write_bytes  # local import: checkpoint imports config
+
+        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: Path) -> "Config":
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path} is missing: is this a run folder made by `cyclegan train`?") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path} is not readable JSON ({exc}); restore it or start a new run") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} does not hold a JSON object; restore it or start a new run")
+        return cls.from_dict(data)
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {section} config field(s): {', '.join(unknown)}")
+    return cls(**values)
+
+
+def preset(name: str) -> Config:
+    """The named preset: ``paper`` (published defaults), ``fast`` (one GPU), ``tiny`` (CPU demo)."""
+    if name == "paper":
+        return Config(preset="paper")
+    if name == "fast":
+        # The published networks, fed in batches of 4 with bf16 autocast and channels_last:
+        # several times the images/s of the paper setting on a modern GPU.
+        train = TrainConfig(batch_size=4, amp=True, channels_last=True, num_workers=4)
+        return Config(model=ModelConfig(), train=train, preset="fast")
+    if name == "tiny":
+        # Small enough to learn the synthetic shapes dataset in a few minutes on a laptop CPU.
+        model = ModelConfig(ngf=16, ndf=16, n_blocks=3, n_layers_d=3)
+        train = TrainConfig(load_size=64, crop_size=64, batch_size=4, epochs=6, epochs_decay=4,
+                            lr=1e-3, pool_size=50, log_every=20)
+        return Config(model=model, train=train, preset="tiny")
+    raise ConfigError(f"unknown preset {name!r}; choose one of: paper, fast, tiny")
+
+
+PRESETS = ("paper", "fast", "tiny")
+
+
+def validate(config: Config) -> None:
+    """Refuse combinations that cannot train, with the value at fault named."""
+    m, t = config.model, config.train
+    checks = [
+        (m.channels in (1, 3), f"channels must be 1 or 3, got {m.channels}"),
+        (m.ngf > 0 and m.ndf > 0, f"ngf and ndf must be positive, got {m.ngf} and {m.ndf}"),
+        (m.n_blocks >= 0, f"n_blocks must be 0 or more, got {m.n_blocks}"),
+        (m.n_layers_d >= 1, f"n_layers_d must be 1 or more, got {m.n_layers_d}"),
+        (m.upsample in UPSAMPLE_MODES, f"upsample must be one of {UPSAMPLE_MODES}, got {m.upsample!r}"),
+        (t.gan_loss in GAN_LOSSES, f"gan_loss must be one of {GAN_LOSSES}, got {t.gan_loss!r}"),
+        (t.device in DEVICES or t.device.startswith("cuda:"),
+         f"device must be auto, cpu, cuda or cuda:N, got {t.device!r}"),
+        (t.crop_size >= 16 and t.crop_size % 4 == 0,
+         f"crop_size must be a multiple of 4 and at least 16, got {t.crop_size}"),
+        (t.load_size >= t.crop_size,
+         f"load_size ({t.load_size}) must be at least crop_size ({t.crop_size})"),
+        (t.batch_size >= 1, f"batch_size must be 1 or more, got {t.batch_size}"),
+        (t.epochs >= 0 and t.epochs_decay >= 0 and t.epochs + t.epochs_decay >= 1,
+         f"epochs + epochs_decay must be at least 1, got {t.epochs} + {t.epochs_decay}"),
+        (t.lr > 0, f"lr must be positive, got {t.lr}"),
+        (t.lambda_cycle >= 0 and t.lambda_identity >= 0, "lambda_cycle and lambda_identity must be >= 0"),
+        (t.pool_size >= 0, f"pool_size must be 0 or more, got {t.pool_size}"),
+        (t.num_workers >= 0, f"num_workers must be 0 or more, got {t.num_workers}"),
+        (t.log_every >= 1, f"log_every must be 1 or more, got {t.log_every}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+# Fields that may differ when resuming: they change how long or where training runs, not what is
+# being trained. Anything else differing from the saved config.json is refused.
+RESUMABLE_OVERRIDES = frozenset({"epochs", "epochs_decay", "device", "num_workers", "log_every", "strict",
+                                 "domain_a", "domain_b", "test_a", "test_b"})

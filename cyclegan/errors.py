@@ -1,0 +1,21 @@
+"""The one exception family users see.
+
+The CLI catches ``CycleGANError`` and prints its message on one line; anything else is a bug and
+keeps its traceback. Messages name the file or value at fault and what to do about it.
+"""
+
+
+class CycleGANError(Exception):
+    """A problem the user can fix: bad input, a bad flag, a broken run folder."""
+
+
+class DataError(CycleGANError):
+    """An image folder or image file that cannot be used."""
+
+
+class ConfigError(CycleGANError):
+    """A configuration value or combination that cannot work."""
+
+
+class CheckpointError(CycleGANError):
+    """A run folder or weight file that is missing, broken or does not match."""

@@ -1,0 +1,55 @@
+"""metrics.csv: one row per logged step or evaluation, columns growing as new metrics appear."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_bytes
+
+
+class MetricsLog:
+    """Append-only CSV that is rewritten (atomically) only when a row brings a new column."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, str]] = []
+        self.columns: list[str] = []
+        if self.path.exists():
+            with self.path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.columns = list(reader.fieldnames or [])
+                self.rows = [dict(r) for r in reader]
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step``: on resume they belong to training that is being redone."""
+        kept = [r for r in self.rows if int(float(r.get("step") or 0)) <= step]
+        if len(kept) != len(self.rows):
+            self.rows = kept
+            self._rewrite()
+
+    def append(self, row: dict[str, Any]) -> None:
+        row = {k: _format(v) for k, v in row.items()}
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new or not self.path.exists():
+            self.columns += new
+            self._rewrite()
+            return
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns, lineterminator="\n").writerow(row)
+
+    def _rewrite(self) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.path, buffer.getvalue().encode())
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,315 @@
+"""Training: one step updates both generators, then both discriminators; the loop around it
+handles epochs, the learning-rate schedule, logging, samples, checkpoints and exact resume.
+
+The loop is plain top-to-bottom code on purpose: read ``train`` from start to end to see
+everything that happens to a run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import RESUMABLE_OVERRIDES, Config, validate
+from .data import UnpairedDataset, epoch_indices, eval_tensor, find_images, load_image
+from .errors import CheckpointError, ConfigError, CycleGANError
+from .losses import cycle_loss, discriminator_adversarial, generator_adversarial, identity_loss
+from .metrics_log import MetricsLog
+from .networks import build_discriminator, build_generator
+from .plots import save_sample_grid
+from .pool import ImagePool
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COUNT = 4  # rows in each epoch's sample grid
+
+
+class TrainingInterrupted(CycleGANError):
+    """Training stopped on request (Ctrl-C) after saving a resumable checkpoint."""
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but no CUDA device is available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
+    """Constant for ``epochs``, then linear decay toward zero over ``epochs_decay`` (as published)."""
+    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
+@dataclass
+class Models:
+    G_AB: nn.Module
+    G_BA: nn.Module
+    D_A: nn.Module  # tells real A from B->A fakes
+    D_B: nn.Module  # tells real B from A->B fakes
+
+    @classmethod
+    def build(cls, config: Config, device: torch.device) -> "Models":
+        m = config.model
+        return cls(build_generator(m).to(device), build_generator(m).to(device),
+                   build_discriminator(m).to(device), build_discriminator(m).to(device))
+
+    def named(self) -> dict[str, nn.Module]:
+        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+
+
+@dataclass
+class Optimizers:
+    G: torch.optim.Optimizer
+    D: torch.optim.Optimizer
+
+    @classmethod
+    def build(cls, models: Models, config: Config) -> "Optimizers":
+        t = config.train
+        betas = (t.beta1, t.beta2)
+        return cls(
+            torch.optim.Adam(itertools.chain(models.G_AB.parameters(), models.G_BA.parameters()), t.lr, betas),
+            torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas),
+        )
+
+
+def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
+               real_b: torch.Tensor, config: Config, autocast) -> dict[str, torch.Tensor]:
+    """One CycleGAN update: generators first (discriminators frozen), then discriminators on pooled fakes.
+
+    Returns detached losses as tensors, so the caller decides when to pay for a host sync.
+    """
+    t = config.train
+    G_AB, G_BA, D_A, D_B = models.G_AB, models.G_BA, models.D_A, models.D_B
+
+    _set_requires_grad([D_A, D_B], False)
+    opt.G.zero_grad(set_to_none=True)
+    with autocast():
+        fake_b = G_AB(real_a)
+        fake_a = G_BA(real_b)
+        adv = generator_adversarial(t.gan_loss, D_B(fake_b)) + generator_adversarial(t.gan_loss, D_A(fake_a))
+        cyc = cycle_loss(G_BA(fake_b), real_a, t.lambda_cycle) + cycle_loss(G_AB(fake_a), real_b, t.lambda_cycle)
+        if t.lambda_identity > 0:
+            idt = (identity_loss(G_AB(real_b), real_b, t.lambda_cycle, t.lambda_identity)
+                   + identity_loss(G_BA(real_a), real_a, t.lambda_cycle, t.lambda_identity))
+        else:
+            idt = torch.zeros((), device=real_a.device)
+        loss_g = adv + cyc + idt
+    loss_g.backward()
+    opt.G.step()
+
+    _set_requires_grad([D_A, D_B], True)
+    opt.D.zero_grad(set_to_none=True)
+    pool_a, pool_b = pools
+    with autocast():
+        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a)))
+        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b)))
+    (loss_d_a + loss_d_b).backward()
+    opt.D.step()
+    return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
+            "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach()}
+
+
+@contextmanager
+def _stop_on_sigint(flag: dict[str, bool]) -> Iterator[None]:
+    """First Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:  # not the main thread: no signal handling possible
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        log.warning("Stopping after this step and saving a resumable checkpoint (Ctrl-C again to abort)")
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def prepare_run(config: Config, run_dir: Path) -> None:
+    """Create a new run folder with its config.json; never touch one that already has files."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise CheckpointError(f"run folder {run_dir} already exists; resume it with `cyclegan train --resume "
+                              f"{run_dir}` or choose another --run name")
+    validate(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / ckpt.CONFIG_FILE)
+
+
+def merge_resume_config(saved: Config, overrides: dict[str, object]) -> Config:
+    """Apply command-line overrides to a saved config; refuse ones that would change what is trained."""
+    model_fields = saved.model.__dataclass_fields__
+    refused = []
+    for name, value in overrides.items():
+        section = saved.model if name in model_fields else saved.train
+        current = getattr(section, name)
+        if value == current:
+            continue
+        if name not in RESUMABLE_OVERRIDES:
+            refused.append(f"{name} (saved {current!r}, given {value!r})")
+            continue
+        setattr(section, name, value)
+    if refused:
+        raise ConfigError("cannot resume with a different " + "; ".join(refused)
+                          + ": drop these flags, or start a new run with --run")
+    validate(saved)
+    return saved
+
+
+def _sample_batch(paths: list[Path], size: int) -> torch.Tensor:
+    return torch.stack([eval_tensor(load_image(p), size) for p in paths[:SAMPLE_COUNT]])
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False,
+          should_stop: Callable[[int], bool] | None = None) -> Path:
+    """Train (or resume) the run in ``run_dir``; returns the run folder.
+
+    To resume, pass the run's saved config (see ``merge_resume_config``) and ``resume=True``.
+
+    ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C does the
+    same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        state = ckpt.load_state(run_dir / ckpt.STATE_FILE)
+        config.save(run_dir / ckpt.CONFIG_FILE)  # the resumed config may extend the epochs
+    else:
+        prepare_run(config, run_dir)
+        state = None
+    t = config.train
+    torch.manual_seed(t.seed)
+    device = select_device(t.device)
+    use_cuda = device.type == "cuda"
+    if use_cuda:
+        torch.backends.cudnn.benchmark = True
+
+    paths_a = find_images(t.domain_a, strict=t.strict, label="domain A folder")
+    paths_b = find_images(t.domain_b, strict=t.strict, label="domain B folder")
+    sample_a = find_images(t.test_a, strict=False, label="test A folder") if t.test_a else paths_a
+    sample_b = find_images(t.test_b, strict=False, label="test B folder") if t.test_b else paths_b
+    log.info("Domain A: %d images from %s; domain B: %d images from %s; device %s",
+             len(paths_a), t.domain_a, len(paths_b), t.domain_b, device)
+    dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed)
+
+    models = Models.build(config, device)
+    opt = Optimizers.build(models, config)
+    pools = (ImagePool(t.pool_size, t.seed + 1), ImagePool(t.pool_size, t.seed + 2))
+    epoch, batch_in_epoch, step = 0, 0, 0
+    metrics = MetricsLog(run_dir / "metrics.csv")
+    if state is not None:
+        for name, net in models.named().items():
+            path = run_dir / f"{name}.safetensors"
+            if ckpt.weights_step(path) != state["step"]:
+                raise CheckpointError(f"{path} is from step {ckpt.weights_step(path)} but train_state.pt is from "
+                                      f"step {state['step']} (a save was interrupted); this run cannot be resumed exactly")
+            ckpt.load_weights(net, path)
+        opt.G.load_state_dict(state["opt_G"])
+        opt.D.load_state_dict(state["opt_D"])
+        pools[0].load_state_dict(state["pool_A"], device)
+        pools[1].load_state_dict(state["pool_B"], device)
+        epoch, batch_in_epoch, step = state["epoch"], state["batch"], state["step"]
+        metrics.truncate_after(step)
+        log.info("Resuming %s at epoch %d, step %d", run_dir, epoch + 1, step)
+    if t.channels_last and use_cuda:
+        for net in models.named().values():
+            net.to(memory_format=torch.channels_last)
+    amp = t.amp and use_cuda
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+
+    def save_checkpoint() -> None:
+        for name, net in models.named().items():
+            ckpt.save_weights(net, run_dir / f"{name}.safetensors", step)
+        ckpt.save_state(run_dir / ckpt.STATE_FILE, {
+            "epoch": epoch, "batch": batch_in_epoch, "step": step,
+            "opt_G": opt.G.state_dict(), "opt_D": opt.D.state_dict(),
+            "pool_A": pools[0].state_dict(), "pool_B": pools[1].state_dict(),
+        })
+
+    total_epochs = t.epochs + t.epochs_decay
+    stop = {"stop": False}
+    started = time.time()
+    with _stop_on_sigint(stop):
+        while epoch < total_epochs:
+            lr = t.lr * lr_factor(epoch, t.epochs, t.epochs_decay)
+            for optimizer in (opt.G, opt.D):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            dataset.set_epoch(epoch)
+            indices = epoch_indices(len(dataset), start=batch_in_epoch * t.batch_size)
+            loader = DataLoader(Subset(dataset, indices), batch_size=t.batch_size, shuffle=False,
+                                num_workers=t.num_workers, pin_memory=use_cuda)
+            sums: dict[str, torch.Tensor] = {}
+            since_log = 0
+            bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
+                       initial=batch_in_epoch, total=batch_in_epoch + len(loader))
+            for real_a, real_b in bar:
+                real_a = real_a.to(device, non_blocking=True)
+                real_b = real_b.to(device, non_blocking=True)
+                if t.channels_last and use_cuda:
+                    real_a = real_a.contiguous(memory_format=torch.channels_last)
+                    real_b = real_b.contiguous(memory_format=torch.channels_last)
+                losses = train_step(models, opt, pools, real_a, real_b, config, autocast)
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0) + v.float()
+                since_log += 1
+                step += 1
+                batch_in_epoch += 1
+                if step % t.log_every == 0:
+                    means = {k: (v / since_log).item() for k, v in sums.items()}
+                    metrics.append({"epoch": epoch + 1, "step": step, "lr": lr,
+                                    "seconds": round(time.time() - started, 2), **means})
+                    bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
+                    sums, since_log = {}, 0
+                if stop["stop"] or (should_stop is not None and should_stop(step)):
+                    bar.close()
+                    save_checkpoint()
+                    raise TrainingInterrupted(
+                        f"stopped at epoch {epoch + 1}, step {step}; checkpoint saved, continue with "
+                        f"`cyclegan train --resume {run_dir}`")
+            bar.close()
+            epoch += 1
+            batch_in_epoch = 0
+            with torch.inference_mode(), autocast():
+                a = _sample_batch(sample_a, t.crop_size).to(device)
+                b = _sample_batch(sample_b, t.crop_size).to(device)
+                n = min(len(a), len(b))
+                a, b = a[:n], b[:n]
+                fake_b, fake_a = models.G_AB(a), models.G_BA(b)
+                columns = [a, fake_b, models.G_BA(fake_b), b, fake_a, models.G_AB(fake_a)]
+            save_sample_grid(run_dir / "samples" / f"epoch_{epoch:03d}.png", columns)
+            save_checkpoint()
+            log.info("epoch %d/%d done (step %d, lr %.2e, %.0fs)", epoch, total_epochs, step, lr,
+                     time.time() - started)
+    return run_dir

@@ -1,0 +1,34 @@
+import torch
+
+from cyclegan.pool import ImagePool
+
+
+def test_empty_pool_passes_images_through():
+    x = torch.randn(3, 3, 4, 4)
+    assert ImagePool(0).query(x) is x
+
+
+def test_pool_fills_then_mixes_old_and_new():
+    pool = ImagePool(size=4, seed=1)
+    first = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2)
+    assert torch.equal(pool.query(first), first)
+    assert len(pool.images) == 4
+    seen_old = seen_new = False
+    for i in range(20):
+        new = torch.full((1, 3, 2, 2), 100.0 + i)
+        out = pool.query(new)
+        assert out.shape == new.shape
+        seen_new |= bool(torch.equal(out, new))
+        seen_old |= bool(out[0, 0, 0, 0] < 100 + i)
+    assert seen_old and seen_new
+    assert len(pool.images) == 4
+
+
+def test_pool_state_replays_exactly():
+    pool = ImagePool(size=3, seed=7)
+    for i in range(5):
+        pool.query(torch.full((2, 3, 2, 2), float(i)))
+    copy = ImagePool(size=3, seed=0)
+    copy.load_state_dict(pool.state_dict())
+    batch = torch.full((4, 3, 2, 2), 50.0)
+    assert torch.equal(pool.query(batch), copy.query(batch))
