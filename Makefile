@@ -46,5 +46,9 @@ demo: $(VENV)/.installed datasets/shapes
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# The web app on http://127.0.0.1:7860 (this machine only); e.g. `make app APP_ARGS="--port 8000"`.
+app: $(VENV)/.installed
+	$(BIN)/python app.py --checkpoints checkpoints --datasets datasets $(APP_ARGS)
+
 clean-demo:
 	rm -rf $(RUN) outputs/shapes_AtoB outputs/shapes_BtoA

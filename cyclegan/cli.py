@@ -1,4 +1,4 @@
-"""The ``cyclegan`` command: train, translate, evaluate, make-dataset.
+"""The ``cyclegan`` command: train, translate, evaluate, make-dataset, app.
 
 Training flags are generated from the config dataclasses, so ``--crop-size 128`` sets
 ``TrainConfig.crop_size`` and every field can be overridden; ``--help`` lists them all. A
@@ -140,6 +140,13 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    from .webapp import serve, settings_from_args
+
+    serve(settings_from_args(args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cyclegan", description="Unpaired image-to-image translation (CycleGAN).")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -185,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace the folder if it exists")
     p.set_defaults(func=cmd_make_dataset)
+
+    from .webapp import add_app_arguments
+
+    p = sub.add_parser("app", help="start the web app (translate, browse runs, train) on 127.0.0.1",
+                       description="Example: cyclegan app --checkpoints checkpoints --datasets datasets --port 7860")
+    add_app_arguments(p)
+    p.set_defaults(func=cmd_app)
     return parser
 
 
