@@ -32,9 +32,6 @@ NOT_KNOWN = "not known"
 _SAMPLE_RE = re.compile(r"^epoch_(\d+)\.png$")
 _SPLIT_NAMES = {"trainA", "trainB", "testA", "testB"}
 _DIRECTION_GENERATOR = {"AtoB": "G_AB", "BtoA": "G_BA"}
-# Files the trainer and evaluator may leave in a run folder to explain it; shown when present.
-WARNING_FILES = ("warnings.txt", "warnings.json", "warnings.log")
-BEST_META_FILES = ("best.json", "meta.json", "metrics.json", "info.json")
 
 
 class PathRefused(CycleGANError):
@@ -145,15 +142,20 @@ def check_weights_header(path: Path, expected: dict[str, tuple[int, ...]]) -> st
     return None
 
 
+def best_metadata_files(run_dir: Path) -> list[Path]:
+    """JSON files that may describe the best epoch: any in best/, then best.json beside it."""
+    return sorted((run_dir / ckpt.BEST_DIR).glob("*.json")) + [run_dir / "best.json"]
+
+
 def read_best(run_dir: Path) -> str:
-    """The best held-out metric as text, from the best/ folder's metadata when the trainer wrote one."""
-    best_dir = run_dir / ckpt.BEST_DIR
-    for name in BEST_META_FILES:
-        for path in (best_dir / name, run_dir / name):
-            if path.is_file():
-                text = _describe_best(path)
-                if text:
-                    return text
+    """The best held-out metric as text, from the trainer's best-epoch metadata when there is one.
+
+    Read liberally ({"metric", "value", "epoch"}, or an epoch with ``val_*`` numbers), so the app
+    shows what the trainer recorded; anything else is "not known", never an error.
+    """
+    for path in best_metadata_files(run_dir):
+        if path.is_file() and (text := _describe_best(path)):
+            return text
     return NOT_KNOWN
 
 
@@ -164,37 +166,47 @@ def _describe_best(path: Path) -> str | None:
         return None
     if not isinstance(data, dict):
         return None
-    metric = data.get("metric") or data.get("name")
-    value = data.get("value", data.get("score"))
     epoch = data.get("epoch")
-    if metric is None or not isinstance(value, (int, float)):
-        return None
-    at = f" (epoch {epoch})" if epoch is not None else ""
-    return f"{metric} {value:.4g}{at}"
+    at = f" (epoch {epoch})" if isinstance(epoch, int) else ""
+    metric = data.get("metric") or data.get("select_by") or data.get("name")
+    value = data.get("value", data.get("score"))
+    if isinstance(metric, str) and isinstance(value, (int, float)):
+        return f"{metric} {value:.4g}{at}"
+    values = [f"{k} {v:.4g}" for k, v in data.items() if k.startswith("val_") and isinstance(v, (int, float))]
+    return ", ".join(values[:2]) + at if values else None
+
+
+def warning_files(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.glob("warnings*") if p.suffix in (".txt", ".log", ".json"))
 
 
 def read_warnings(run_dir: Path) -> list[str]:
-    """Warnings the trainer or evaluator left in the run folder, one per line (empty when none)."""
+    """Warnings the trainer or evaluator left in the run folder (``warnings*.txt|log|json``), one per item."""
     lines: list[str] = []
-    for name in WARNING_FILES:
-        path = run_dir / name
-        if not path.is_file():
-            continue
+    for path in warning_files(run_dir):
         try:
             text = path.read_text(errors="replace")
         except OSError:
             continue
-        if name.endswith(".json"):
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
-            items = data if isinstance(data, list) else (data or {}).get("warnings", []) if isinstance(data, dict) else []
-            lines += [item if isinstance(item, str) else (item.get("message") or json.dumps(item))
-                      for item in items if isinstance(item, (str, dict))]
+        if path.suffix == ".json":
+            lines += _json_warnings(text)
         else:
             lines += [line.strip() for line in text.splitlines() if line.strip()]
     return lines
+
+
+def _json_warnings(text: str) -> list[str]:
+    """A JSON list of warnings (strings, or objects with a "message"), bare or under "warnings"."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [text.strip()] if text.strip() else []
+    if isinstance(data, dict):
+        data = data.get("warnings", [])
+    if not isinstance(data, list):
+        return []
+    return [item if isinstance(item, str) else str(item.get("message") or json.dumps(item))
+            for item in data if isinstance(item, (str, dict))]
 
 
 def inspect_run(run_dir: Path) -> RunInfo:
@@ -237,16 +249,17 @@ class RunCatalog:
         self._cache: dict[Path, tuple[tuple, RunInfo]] = {}
 
     def _signature(self, run_dir: Path) -> tuple:
-        names = [ckpt.CONFIG_FILE, *(f"{g}.safetensors" for g in ckpt.GENERATORS), ckpt.STATE_FILE,
-                 "samples", ckpt.BEST_DIR, *WARNING_FILES,
-                 *(f"{ckpt.BEST_DIR}/{m}" for m in BEST_META_FILES), *BEST_META_FILES]
+        """Stamps of every file a description reads (files are replaced by rename, so mtimes move)."""
+        paths = [run_dir, run_dir / ckpt.CONFIG_FILE, *(ckpt.generator_path(run_dir, g) for g in ckpt.GENERATORS),
+                 run_dir / ckpt.STATE_FILE, run_dir / "samples", run_dir / ckpt.BEST_DIR,
+                 *best_metadata_files(run_dir), *warning_files(run_dir)]
         stamps = []
-        for name in names:
+        for path in paths:
             try:
-                st = (run_dir / name).stat()
-                stamps.append((name, st.st_mtime_ns, st.st_size))
+                st = path.stat()
+                stamps.append((str(path), st.st_mtime_ns, st.st_size))
             except OSError:
-                stamps.append((name, None, None))
+                stamps.append((str(path), None, None))
         return tuple(stamps)
 
     def runs(self) -> list[RunInfo]:

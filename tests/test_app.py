@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import sys
-import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,8 @@ from cyclegan.errors import CheckpointError, ConfigError, DataError
 from cyclegan.synthetic import make_dataset
 from cyclegan.trainer import train
 from cyclegan.translate import Translator
-from cyclegan.webapp import AppSettings, ModelCache, UploadLimits, WebApp, open_upload, translate_uploads
+from cyclegan.webapp import AppSettings, ModelCache, UploadLimits, WebApp, describe_run, open_upload, \
+    translate_uploads
 
 from appserver import running_app
 from conftest import small_config
@@ -239,6 +239,24 @@ def test_catalog_reinspects_a_run_only_when_its_files_change(app_dirs, tmp_path)
     (root / "run" / "G_AB.safetensors").write_bytes(b"garbage")
     again = catalog.runs()[0]
     assert again is not first and not again.usable and "G_AB.safetensors" in again.reason
+
+
+def test_catalog_shows_the_best_epoch_and_warnings_when_the_run_recorded_them(app_dirs, tmp_path):
+    root = tmp_path / "checkpoints"
+    run = root / "run"
+    shutil.copytree(app_dirs[0] / "tiny", run)
+    assert RunCatalog(root).get("run").best == "not known"  # nothing recorded yet: degrade, never fail
+    (run / "best").mkdir()
+    for name in ckpt.GENERATORS:
+        shutil.copyfile(run / f"{name}.safetensors", run / "best" / f"{name}.safetensors")
+    (run / "best" / "best.json").write_text(json.dumps({"metric": "swd", "value": 0.12345, "epoch": 3}))
+    (run / "warnings.txt").write_text("mode collapse suspected at epoch 4\n\n")
+    info = RunCatalog(root).runs()[0]
+    assert info.has_best and info.best == "swd 0.1235 (epoch 3)" and "best: swd 0.1235 (epoch 3)" in info.label
+    assert info.warnings == ["mode collapse suspected at epoch 4"]
+    assert "mode collapse suspected" in describe_run(info) and "Best weights: available" in describe_run(info)
+    (run / "best" / "best.json").write_text(json.dumps({"epoch": 2, "val_cycle_l1": 0.5}))
+    assert RunCatalog(root).get("run").best == "val_cycle_l1 0.5 (epoch 2)"
 
 
 def test_domain_names_are_short():
