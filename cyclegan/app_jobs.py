@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,7 +129,7 @@ class TrainingJobs:
         self.python = python
         self._lock = threading.Lock()
         self._job: _Job | None = None
-        self._logs = Path(tempfile.mkdtemp(prefix="cyclegan-app-jobs-"))
+        self._logs: Path | None = None  # made at the first job, removed on shutdown
 
     def start(self, dataset: str, run: str, preset_name: str, epochs: int, epochs_decay: int) -> JobStatus:
         """Start a new run on a dataset under the datasets folder; refused while another job runs."""
@@ -162,6 +163,8 @@ class TrainingJobs:
             if self._job is not None and self._job.process.poll() is None:
                 raise JobBusy(f"a training job is already running (run {self._job.run!r}); one job at a time: "
                               "stop it or wait for it to finish")
+            if self._logs is None or not self._logs.is_dir():
+                self._logs = Path(tempfile.mkdtemp(prefix="cyclegan-app-jobs-"))
             log_path = self._logs / f"{run}-{int(time.time() * 1000)}.log"
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             with log_path.open("wb") as log_file:
@@ -195,7 +198,14 @@ class TrainingJobs:
         return self.status()
 
     def shutdown(self, timeout: float = STOP_WAIT_S) -> None:
-        """On app exit: stop a running job cleanly so its run stays resumable."""
+        """On app exit: stop a running job cleanly so its run stays resumable, then drop the logs."""
+        try:
+            self._stop_for_exit(timeout)
+        finally:
+            if self._logs is not None:
+                shutil.rmtree(self._logs, ignore_errors=True)
+
+    def _stop_for_exit(self, timeout: float) -> None:
         job = self._job
         if job is None or job.process.poll() is not None:
             return

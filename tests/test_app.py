@@ -402,7 +402,10 @@ def test_training_job_stops_resumably_and_resumes_to_the_end(tmp_path):
     with pytest.raises(CheckpointError, match="no resumable checkpoint"):
         jobs.resume("missing")
     jobs.resume("run")
-    status = jobs.wait(300)
+    try:
+        status = jobs.wait(300)
+    finally:
+        jobs.shutdown()
     assert status.state == "finished", status.log
     assert status.epochs_done == 2 and status.sample == checkpoints / "run" / "samples" / "epoch_002.png"
     with pytest.raises(CheckpointError, match="already trained all its 2 epochs"):
