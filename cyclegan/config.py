@@ -122,7 +122,7 @@ def preset(name: str) -> Config:
         # Small enough to learn the synthetic shapes dataset in a few minutes on a laptop CPU.
         model = ModelConfig(ngf=16, ndf=16, n_blocks=3, n_layers_d=3)
         train = TrainConfig(load_size=64, crop_size=64, batch_size=4, epochs=6, epochs_decay=4,
-                            lr=1e-3, pool_size=50, log_every=20)
+                            lr=2e-4, pool_size=50, log_every=20)
         return Config(model=model, train=train, preset="tiny")
     raise ConfigError(f"unknown preset {name!r}; choose one of: paper, fast, tiny")
 

@@ -12,7 +12,7 @@ from cyclegan.synthetic import make_dataset
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
-    """A 12-image-per-domain copy of the embedded dataset (with test split and ground truth)."""
+    """A 12-image-per-domain, 32 px copy of the embedded dataset (with test split and ground truth)."""
     return make_dataset(tmp_path_factory.mktemp("data") / "shapes", n_train=12, n_test=4, size=32)
 
 

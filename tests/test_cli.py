@@ -1,0 +1,95 @@
+"""The `cyclegan` command end to end, as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SMALL = ["--preset", "tiny", "--ngf", "8", "--ndf", "8", "--n-blocks", "1", "--load-size", "32", "--crop-size", "32",
+         "--epochs", "1", "--epochs-decay", "0", "--device", "cpu"]
+
+
+def cyclegan(*args, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    result = subprocess.run([sys.executable, "-m", "cyclegan", *map(str, args)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.mark.parametrize("command", ["train", "translate", "evaluate", "make-dataset"])
+def test_every_command_has_help(command):
+    out = cyclegan(command, "--help").stdout
+    assert "usage: cyclegan " + command in out
+
+
+def test_every_config_field_is_a_flag():
+    from cyclegan.config import ModelConfig, TrainConfig
+    import dataclasses
+
+    out = cyclegan("train", "--help").stdout
+    for cls in (ModelConfig, TrainConfig):
+        for field in dataclasses.fields(cls):
+            assert "--" + field.name.replace("_", "-") in out
+
+
+def test_make_dataset_train_translate_evaluate(tmp_path):
+    data = tmp_path / "shapes"
+    cyclegan("make-dataset", "--out", data, "--n-train", 6, "--n-test", 3, "--size", 32)
+    run = tmp_path / "run"
+    cyclegan("train", "--data", data, "--run", run, *SMALL)
+    assert (run / "G_AB.safetensors").exists() and (run / "samples" / "epoch_001.png").exists()
+
+    out = tmp_path / "out"
+    result = cyclegan("translate", "--run", run, "--direction", "BtoA", "--input", data / "testB", "--output", out)
+    assert "translated 3" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+    scores = json.loads(cyclegan("evaluate", "--run", run, "--data", data, "--json").stdout)
+    for direction in ("AtoB", "BtoA"):
+        assert {"l1", "psnr", "identity_l1", "identity_psnr"} <= scores[direction].keys()
+        assert 0 < scores[direction]["identity_l1"] < 1
+    table = cyclegan("evaluate", "--run", run, "--data", data).stdout
+    assert "AtoB" in table and "identity" in table
+
+    # Resume with more epochs continues the same run; a second `--run` with the same name is refused.
+    cyclegan("train", "--resume", run, "--epochs", "2")
+    assert (run / "samples" / "epoch_002.png").exists()
+    refused = cyclegan("train", "--data", data, "--run", run, *SMALL, check=False)
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--data", "{tmp}/missing", "--run", "{tmp}/r"], "does not exist"),
+    (["train", "--run", "{tmp}/r"], "--data DIR"),
+    (["train", "--resume", "{tmp}/nothing"], "does not exist"),
+    (["train", "--data", "{tmp}", "--run", "{tmp}/r", "--crop-size", "30"], "multiple of 4"),
+    (["translate", "--run", "{tmp}/nothing", "--direction", "AtoB", "--input", "{tmp}", "--output", "{tmp}/o"],
+     "does not exist"),
+    (["evaluate", "--run", "{tmp}/nothing", "--data", "{tmp}"], "does not exist"),
+])
+def test_user_mistakes_are_one_line_errors_without_traceback(tmp_path, args, message):
+    result = cyclegan(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+
+
+def test_resume_with_a_different_model_is_refused(tmp_path, shapes_dir):
+    run = tmp_path / "run"
+    cyclegan("train", "--data", shapes_dir, "--run", run, *SMALL)
+    result = cyclegan("train", "--resume", run, "--ngf", "16", check=False)
+    assert result.returncode == 1 and "cannot resume with a different ngf" in result.stderr
+
+
+def test_package_entry_point_is_installed():
+    script = Path(sys.executable).parent / "cyclegan"
+    assert script.exists(), "pip install -e . should have installed the `cyclegan` console script"
+    assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
