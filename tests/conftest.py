@@ -30,3 +30,42 @@ def small_config(data: Path, **train_overrides) -> Config:
 @pytest.fixture
 def config(shapes_dir) -> Config:
     return small_config(shapes_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(run folder, dataset) of the `tiny` preset trained on the full embedded dataset, as `make demo`
+    does; about two minutes on a 2-core CPU, so it is trained once per session and shared."""
+    from cyclegan.config import preset
+    from cyclegan.trainer import train
+
+    root = tmp_path_factory.mktemp("learning")
+    data = make_dataset(root / "shapes")
+    config = preset("tiny")
+    config.train.domain_a, config.train.domain_b = str(data / "trainA"), str(data / "trainB")
+    config.train.test_a, config.train.test_b = str(data / "testA"), str(data / "testB")
+    config.train.device = "cpu"
+    return train(config, root / "run"), data
+
+
+def write_random_run(run: Path, seed: int = 0, **model_overrides) -> Path:
+    """A run folder with untrained generators (ngf 8, 1 block unless overridden): enough for anything
+    that loads and applies a run (translate, export) without spending time on training."""
+    import torch
+
+    from cyclegan import checkpoint as ckpt
+    from cyclegan.networks import build_generator
+
+    model = ModelConfig(**{"ngf": 8, "ndf": 8, "n_blocks": 1, "n_layers_d": 2, **model_overrides})
+    config = Config(model=model, preset="test")
+    torch.manual_seed(seed)
+    run.mkdir(parents=True, exist_ok=True)
+    for name in ckpt.GENERATORS:
+        ckpt.save_weights(build_generator(model), ckpt.generator_path(run, name), step=0)
+    config.save(run / ckpt.CONFIG_FILE)
+    return run
+
+
+@pytest.fixture
+def random_run(tmp_path) -> Path:
+    return write_random_run(tmp_path / "run")
