@@ -8,10 +8,10 @@ Translating A<->B therefore means changing colour per object *and* adding or rem
 that depends on where a shape's edge is. No per-pixel colour map can do it (an A outline pixel is
 black whatever the shape's colour; a B pixel of a shape's colour may be outline or fill in A), so
 neither the identity nor a global colour transform solves it: ``affine_colour_baseline`` fits the
-best one on the ground truth itself and still leaves most of the identity's error. Each B colour is the nearest to its A colour
-and the three colours appear with different frequencies (in both domains), so the true mapping is
-the only permutation that matches the target's statistics; it is a bijection, so cycle
-consistency holds exactly.
+best one on the ground truth itself and still leaves most of the identity's error. Each B colour
+is the nearest to its A colour and the three colours appear with different frequencies (in both
+domains), so the true mapping is the only permutation that matches the target's statistics; it is
+a bijection, so cycle consistency holds exactly.
 
 Train scenes of A and B are drawn independently (the domains are unpaired). The test split keeps
 the ground truth of every test image: ``gt/AtoB/NAME`` is ``testA/NAME`` redrawn in style B, and

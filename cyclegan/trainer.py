@@ -231,7 +231,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             path = run_dir / f"{name}.safetensors"
             if ckpt.weights_step(path) != state["step"]:
                 raise CheckpointError(f"{path} is from step {ckpt.weights_step(path)} but train_state.pt is from "
-                                      f"step {state['step']} (a save was interrupted); this run cannot be resumed exactly")
+                                      f"step {state['step']} (a save was interrupted); this run cannot be resumed "
+                                      "exactly")
             ckpt.load_weights(net, path)
         opt.G.load_state_dict(state["opt_G"])
         opt.D.load_state_dict(state["opt_D"])

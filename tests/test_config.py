@@ -11,7 +11,8 @@ def test_paper_preset_is_the_published_setting():
     m, t = c.model, c.train
     assert (m.ngf, m.ndf, m.n_blocks, m.n_layers_d, m.upsample) == (64, 64, 9, 3, "transpose")
     assert (t.load_size, t.crop_size, t.batch_size, t.epochs, t.epochs_decay) == (286, 256, 1, 100, 100)
-    assert (t.lr, t.beta1, t.gan_loss, t.lambda_cycle, t.lambda_identity, t.pool_size) == (2e-4, 0.5, "lsgan", 10, 0.5, 50)
+    assert (t.lr, t.beta1, t.beta2, t.gan_loss) == (2e-4, 0.5, 0.999, "lsgan")
+    assert (t.lambda_cycle, t.lambda_identity, t.pool_size) == (10, 0.5, 50)
     assert t.flip
 
 

@@ -77,7 +77,7 @@ def test_images_are_found_recursively_by_content_not_extension(tmp_path):
 
 
 def test_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):
-    path = _png(tmp_path / "huge.png", size=(200, 200))
+    _png(tmp_path / "huge.png", size=(200, 200))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(DataError, match="huge.png is too large"):
         find_images(tmp_path)
