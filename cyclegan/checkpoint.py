@@ -82,7 +82,9 @@ def load_weights(net: nn.Module, path: Path) -> nn.Module:
     return net
 
 
-def check_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+def check_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str | Path,
+                     against: str = "the network in config.json") -> None:
+    """Raise CheckpointError naming the missing and unexpected keys and shape mismatches of ``state``."""
     expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -96,7 +98,7 @@ def check_state_dict(net: nn.Module, state: dict[str, torch.Tensor], source: str
             parts.append(f"unexpected keys {_few(unexpected)}")
         if mismatched:
             parts.append(f"shape mismatches {_few(mismatched)}")
-        raise CheckpointError(f"{source} does not match the network in config.json: {'; '.join(parts)}")
+        raise CheckpointError(f"{source} does not match {against}: {'; '.join(parts)}")
 
 
 def _few(items: list[str], shown: int = 3) -> str:
