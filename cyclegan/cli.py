@@ -1,4 +1,4 @@
-"""The ``cyclegan`` command: train, translate, evaluate, make-dataset, app.
+"""The ``cyclegan`` command: train, translate, evaluate, make-dataset, app, import-official, export.
 
 Training flags are generated from the config dataclasses, so ``--crop-size 128`` sets
 ``TrainConfig.crop_size`` and every field can be overridden; ``--help`` lists them all. A
@@ -103,15 +103,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .translate import Translator
+    from .translate import DEFAULT_MAX_PIXELS, Translator
 
-    translator = Translator.from_run(args.run, device=args.device, best=args.best)
-    summary = translator.translate_folder(args.input, args.output, args.direction, overwrite=args.overwrite)
-    for path, reason in summary.failed:
-        log.warning("failed: %s: %s", path, reason)
-    print(f"translated {summary.translated}, skipped (exists) {summary.skipped}, failed {len(summary.failed)}"
-          f" -> {args.output}")
-    return 1 if summary.translated == 0 and (summary.failed or not summary.skipped) else 0
+    translator = Translator.from_run(args.run, device=args.device, best=args.best, bf16=args.bf16,
+                                     max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, tile_size=args.tile_size)
+    summary = translator.translate_folder(
+        args.input, args.output, args.direction, overwrite=args.overwrite, size=args.size,
+        batch_size=args.batch_size, image_format=args.format, cycle=args.cycle, workers=args.workers,
+        progress=not args.quiet)
+    print(summary.line(args.output))
+    if summary.failed:
+        print(f"{len(summary.failed)} file(s) not translated; the reason for each is in the warnings above",
+              file=sys.stderr)
+    nothing_translated = summary.translated == 0 and bool(summary.failed)
+    return 1 if nothing_translated or (args.strict and summary.failed) else 0
+
+
+def cmd_import_official(args: argparse.Namespace) -> int:
+    from .official import import_official
+
+    target = import_official(args.pth, args.out, args.direction, overwrite=args.overwrite)
+    print(f"imported {args.pth} -> {target}")
+    print(f"Translate with: cyclegan translate --run {args.out} --direction {args.direction} --input DIR --output DIR")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_generator
+
+    out = export_generator(args.run, args.direction, args.out, args.format, best=args.best)
+    print(f"exported the {args.direction} generator of {args.run} -> {out}")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -162,17 +184,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("translate", help="translate a folder of images with a trained run",
+    p = sub.add_parser("translate", help="translate an image or a folder of images with a trained run",
                        description="Example: cyclegan translate --run checkpoints/shapes --direction AtoB "
-                                   "--input datasets/shapes/testA --output outputs/shapes_AtoB")
-    p.add_argument("--run", required=True, help="run folder made by `cyclegan train`")
-    p.add_argument("--direction", required=True, choices=("AtoB", "BtoA"))
-    p.add_argument("--input", required=True, help="folder of images (searched recursively)")
-    p.add_argument("--output", required=True, help="folder for the translated PNGs (subfolders mirrored)")
+                                   "--input datasets/shapes/testA --output outputs/shapes_AtoB. Sizes are kept; "
+                                   "existing outputs are skipped; unreadable files are reported, not fatal (exit "
+                                   "status 1 only if nothing could be translated, or with --strict).")
+    p.add_argument("--run", required=True, help="run folder made by `cyclegan train` or `cyclegan import-official`")
+    p.add_argument("--direction", required=True, choices=("AtoB", "BtoA", "both"),
+                   help="both: into OUTPUT/AtoB and OUTPUT/BtoA")
+    p.add_argument("--input", required=True, help="one image, or a folder of images (searched recursively)")
+    p.add_argument("--output", required=True, help="folder for the translations (subfolders mirrored)")
     p.add_argument("--best", action="store_true", help="use the best epoch's generators instead of the latest")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--size", type=int, help="resize so the shorter side is SIZE pixels (default: keep the size)")
+    p.add_argument("--format", default="png", choices=("png", "jpg", "webp"),
+                   help="output format (default png; jpg cannot keep transparency)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (default: skip)")
+    p.add_argument("--cycle", action="store_true", help="also write the reconstruction NAME.cycle.<format> "
+                                                        "(translated and back)")
+    p.add_argument("--batch-size", type=int, default=4, help="images of equal size translated together (default 4)")
+    p.add_argument("--workers", type=int, help="threads decoding and encoding images (default: up to 4)")
+    p.add_argument("--max-pixels", type=int, help="images with more pixels are translated in tiles "
+                                                  "(default 4194304, i.e. 2048x2048)")
+    p.add_argument("--tile-size", type=int, help="tile side for large images (default 1024)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CUDA, slightly different output")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 if any file could not be translated")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("import-official", help="turn an official CycleGAN generator .pth into a run folder",
+                       description="Example: cyclegan import-official --pth horse2zebra.pth --out "
+                                   "checkpoints/horse2zebra --direction AtoB. One file is one direction; import "
+                                   "latest_net_G_B.pth with --direction BtoA into the same folder for the other.")
+    p.add_argument("--pth", required=True, help="generator file saved by junyanz/pytorch-CycleGAN-and-pix2pix")
+    p.add_argument("--out", required=True, help="run folder to create or add to, e.g. checkpoints/NAME")
+    p.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"),
+                   help="which way this generator translates (official G_A: AtoB, G_B: BtoA; default AtoB)")
+    p.add_argument("--overwrite", action="store_true", help="replace that direction's generator if present")
+    p.set_defaults(func=cmd_import_official)
+
+    p = sub.add_parser("export", help="export a generator as ONNX or TorchScript",
+                       description="Example: cyclegan export --run checkpoints/shapes --direction AtoB --format onnx "
+                                   "--out shapes_AtoB.onnx. Input 'image': float32 (N, C, H, W) in [-1, 1], H and W "
+                                   "any size >= 8 (dynamic); output 'translated': the same shape.")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--direction", required=True, choices=("AtoB", "BtoA"))
+    p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the --out suffix (.onnx, .pt)")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--best", action="store_true", help="export the best epoch's generator")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="score a run against ground truth (testA + gt/AtoB, testB + gt/BtoA)",
                        description="Example: cyclegan evaluate --run checkpoints/shapes --data datasets/shapes")
