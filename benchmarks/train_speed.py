@@ -5,6 +5,12 @@ allocator's peak on a GPU) is its own. Prints one table row per setting and the 
 
     python benchmarks/train_speed.py                     # 128 and 256 px on the CPU (and CUDA if present)
     python benchmarks/train_speed.py --sizes 256 --steps 5
+    python benchmarks/train_speed.py --compare            # fp32 eager vs the fast path, 256 px, batch 1
+    python benchmarks/train_speed.py --compare --profile  # and the top ops of one fast-path step
+
+``--compare`` puts side by side (a) the published setting, fp32 eager, batch 1, and (b) the fast
+path (bf16 autocast, channels_last, torch.compile, fused Adam, cudnn benchmark; autocast and
+channels_last only act on CUDA), plus translation images/s of one generator in each precision.
 """
 
 from __future__ import annotations
@@ -18,21 +24,32 @@ import sys
 import time
 
 
-def measure(size: int, device: str, amp: bool, steps: int, warmup: int) -> dict:
-    """Run in a fresh process: time ``steps`` real training steps after ``warmup`` ones."""
+def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bool = False,
+            profile: bool = False) -> dict:
+    """Run in a fresh process: time ``steps`` real training steps after ``warmup`` ones.
+
+    ``fast`` is the trainer's fast path (``prepare_for_training`` with channels_last and compile,
+    fused Adam on CUDA, cudnn benchmark); otherwise the plain modules are stepped eagerly.
+    """
     import torch
 
     from cyclegan.config import preset
     from cyclegan.pool import ImagePool
-    from cyclegan.trainer import Models, Optimizers, train_step
+    from cyclegan.trainer import Models, Optimizers, prepare_for_training, train_step
     from contextlib import nullcontext
 
     config = preset("paper")
     config.train.crop_size = config.train.load_size = size
+    config.train.channels_last = config.train.compile = fast
     dev = torch.device(device)
+    torch.backends.cudnn.benchmark = fast
     torch.manual_seed(0)
     models = Models.build(config, dev)
     opt = Optimizers.build(models, config)
+    if not fast:
+        for optimizer in (opt.G, opt.D):  # the eager baseline: torch's default (unfused) Adam
+            for group in optimizer.param_groups:
+                group["fused"] = None
     pools = (ImagePool(50, 1), ImagePool(50, 2))
     a = torch.rand(1, 3, size, size, device=dev) * 2 - 1
     b = torch.rand(1, 3, size, size, device=dev) * 2 - 1
@@ -44,22 +61,64 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int) -> dict:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    compile_start = time.perf_counter()
+    nets = prepare_for_training(models, config, dev, autocast) if fast else models
+    if fast and dev.type == "cuda":
+        a = a.contiguous(memory_format=torch.channels_last)
+        b = b.contiguous(memory_format=torch.channels_last)
     for _ in range(warmup):
-        train_step(models, opt, pools, a, b, config, autocast)
+        train_step(nets, opt, pools, a, b, config, autocast)
+    sync()
+    warmup_s = time.perf_counter() - compile_start
     sync()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(models, opt, pools, a, b, config, autocast)
+        train_step(nets, opt, pools, a, b, config, autocast)
     sync()
     seconds = (time.perf_counter() - start) / steps
+    top_ops = _profile_step(nets, opt, pools, a, b, config, autocast, dev) if profile else ""
+    translate_ips = _translate_speed(models.G_AB, a, autocast, dev, steps)
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"size": size, "device": device, "amp": amp, "s_per_it": seconds, "peak_mb": peak_mb,
-            "threads": torch.get_num_threads()}
+    return {"size": size, "device": device, "amp": amp, "fast": fast, "s_per_it": seconds, "peak_mb": peak_mb,
+            "warmup_s": warmup_s, "translate_ips": translate_ips, "threads": torch.get_num_threads(),
+            "top_ops": top_ops}
+
+
+def _profile_step(nets, opt, pools, a, b, config, autocast, dev) -> str:
+    """torch.profiler's table of the ops that take the most time in one training step."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from cyclegan.trainer import train_step
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        train_step(nets, opt, pools, a, b, config, autocast)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=12)
+
+
+def _translate_speed(generator, a, autocast, dev, steps: int) -> float:
+    """Images/s of one generator at inference (what `cyclegan translate` runs per image)."""
+    import torch
+
+    with torch.inference_mode(), autocast():
+        generator(a)  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            generator(a)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    return steps * a.shape[0] / (time.perf_counter() - start)
 
 
 def machine() -> str:
@@ -82,10 +141,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compare", action="store_true",
+                        help="fp32 eager (published setting) against the fast path, side by side (default 256 px)")
+    parser.add_argument("--profile", action="store_true", help="with --compare: print the top ops of one step")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(**json.loads(args.child))))
+        return
+    if args.compare:
+        compare(args)
         return
 
     import torch
@@ -104,6 +169,41 @@ def main() -> None:
         print(f"{size:>5} {device:>7} {precision:>10} {r['s_per_it']:>9.3f} {1 / r['s_per_it']:>8.2f} "
               f"{r['peak_mb']:>9.0f}")
     print("peak MB: max resident set size of the process on the CPU; CUDA allocator peak on a GPU")
+
+
+def _child(spec: dict) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark child {spec} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> None:
+    """(a) fp32 eager vs (b) the fast path, each in its own process, on the GPU when there is one."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sizes = args.sizes if "--sizes" in sys.argv else [256]
+    print(f"machine: {machine()}")
+    print(f"paper networks, batch 1, {args.steps} timed steps after {args.warmup} warm-up, device {device}")
+    print(f"{'size':>5} {'setting':<34} {'s/iter':>8} {'iter/s':>8} {'peak MB':>8} {'warm-up s':>10} "
+          f"{'translate img/s':>16}")
+    for size in sizes:
+        rows = []
+        for label, amp, fast in (("(a) fp32 eager (published)", False, False),
+                                 ("(b) fast: bf16+CL+compile+fused", device == "cuda", True)):
+            r = _child({"size": size, "device": device, "amp": amp, "fast": fast, "steps": args.steps,
+                        "warmup": args.warmup, "profile": args.profile and fast})
+            rows.append(r)
+            print(f"{size:>5} {label:<34} {r['s_per_it']:>8.3f} {1 / r['s_per_it']:>8.2f} {r['peak_mb']:>8.0f} "
+                  f"{r['warmup_s']:>10.1f} {r['translate_ips']:>16.2f}")
+        print(f"{size:>5} speed-up of (b) over (a): {rows[0]['s_per_it'] / rows[1]['s_per_it']:.2f}x train, "
+              f"{rows[1]['translate_ips'] / rows[0]['translate_ips']:.2f}x translate")
+        if args.profile:
+            print(f"top ops of one fast-path step at {size} px:\n{rows[1]['top_ops']}")
+    if device == "cpu":
+        print("no CUDA device: bf16 autocast and channels_last do not act on the CPU, so (b) differs from (a) "
+              "by torch.compile (inductor) only")
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a CycleGAN. Example: cyclegan train --data datasets/shapes "
                                    "--run checkpoints/shapes --preset tiny")
     p.add_argument("--data", help="dataset folder holding trainA/ and trainB/ (and optionally testA/, testB/)")
-    p.add_argument("--run", help="new run folder to create, e.g. checkpoints/NAME")
+    p.add_argument("--run", "--run-dir", dest="run",
+                   help="new run folder to create, e.g. checkpoints/NAME (under torchrun, spell it --run-dir: "
+                        "torchrun reads --run as its own --run-path)")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly where it stopped")
     p.add_argument("--preset", choices=PRESETS, help="starting configuration (default: paper, the published settings)")
     _add_config_flags(p)

@@ -144,13 +144,28 @@ def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, genera
 
     Resizing to a square first also upscales an image smaller than the crop, as published.
     """
-    img = TF.resize(img, [load_size, load_size], interpolation=InterpolationMode.BICUBIC)
-    top = int(torch.randint(load_size - crop_size + 1, (), generator=generator))
-    left = int(torch.randint(load_size - crop_size + 1, (), generator=generator))
+    img = resize_square(img, load_size)
+    top, left, flipped = crop_params(load_size, crop_size, flip, generator)
     img = TF.crop(img, top, left, crop_size, crop_size)
-    if flip and torch.rand((), generator=generator).item() < 0.5:
+    if flipped:
         img = TF.horizontal_flip(img)
     return image_to_tensor(img)
+
+
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """The deterministic half of ``augment``: bicubic resize to size x size (what a cache may keep)."""
+    return TF.resize(img, [size, size], interpolation=InterpolationMode.BICUBIC)
+
+
+def crop_params(load_size: int, crop_size: int, flip: bool, generator: torch.Generator) -> tuple[int, int, bool]:
+    """The random half of ``augment``: (top, left, flipped), drawn in a fixed order from ``generator``.
+
+    Shared with the on-device path (cyclegan.fastdata) so both crop and flip the same pixels.
+    """
+    top = int(torch.randint(load_size - crop_size + 1, (), generator=generator))
+    left = int(torch.randint(load_size - crop_size + 1, (), generator=generator))
+    flipped = bool(flip and torch.rand((), generator=generator).item() < 0.5)
+    return top, left, flipped
 
 
 def eval_tensor(img: Image.Image, size: int) -> torch.Tensor:
@@ -180,10 +195,18 @@ class UnpairedDataset(Dataset):
     def __len__(self) -> int:
         return max(len(self.paths_a), len(self.paths_b))
 
+    def pair(self, index: int) -> tuple[int, int]:
+        """Positions in ``paths_a`` / ``paths_b`` of item ``index`` of the current epoch."""
+        return int(self._order_a[index % len(self.paths_a)]), int(self._order_b[index % len(self.paths_b)])
+
+    def generator(self, index: int) -> torch.Generator:
+        """The generator item ``index`` of the current epoch draws its crops and flips from."""
+        return _rng(self.seed, self.epoch, index, 3)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path_a = self.paths_a[int(self._order_a[index % len(self.paths_a)])]
-        path_b = self.paths_b[int(self._order_b[index % len(self.paths_b)])]
-        generator = _rng(self.seed, self.epoch, index, 3)
+        ia, ib = self.pair(index)
+        path_a, path_b = self.paths_a[ia], self.paths_b[ib]
+        generator = self.generator(index)
         a = augment(load_image(path_a), self.load_size, self.crop_size, self.flip, generator)
         b = augment(load_image(path_b), self.load_size, self.crop_size, self.flip, generator)
         return a, b

@@ -22,7 +22,7 @@ class ImagePool:
     def query(self, images: torch.Tensor) -> torch.Tensor:
         """Return a batch the same shape as ``images``; keeps detached copies of what it stores."""
         if self.size == 0:
-            return images
+            return images.detach()  # never a path for the discriminator loss back into the generators
         out = []
         for image in images.detach():
             image = image.unsqueeze(0)

@@ -18,10 +18,10 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
+from . import distributed, fastpath
 from .config import RESUMABLE_OVERRIDES, Config, validate
 from .data import UnpairedDataset, epoch_indices, eval_tensor, find_images, load_image
 from .errors import CheckpointError, ConfigError, CycleGANError
@@ -80,10 +80,23 @@ class Optimizers:
     def build(cls, models: Models, config: Config) -> "Optimizers":
         t = config.train
         betas = (t.beta1, t.beta2)
+        # Fused Adam (one kernel for all parameters) on CUDA; the default elsewhere.
+        fused = True if next(models.G_AB.parameters()).is_cuda else None
         return cls(
-            torch.optim.Adam(itertools.chain(models.G_AB.parameters(), models.G_BA.parameters()), t.lr, betas),
-            torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas),
+            torch.optim.Adam(itertools.chain(models.G_AB.parameters(), models.G_BA.parameters()), t.lr, betas,
+                             fused=fused),
+            torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas,
+                             fused=fused),
         )
+
+    def load_state_dict(self, opt_g: dict, opt_d: dict) -> None:
+        """Load saved optimizer states but keep this device's choice of fused kernels (a run saved on
+        a GPU may resume on the CPU and the other way round)."""
+        for optimizer, state in ((self.G, opt_g), (self.D, opt_d)):
+            fused = [group.get("fused") for group in optimizer.param_groups]
+            optimizer.load_state_dict(state)
+            for group, flag in zip(optimizer.param_groups, fused):
+                group["fused"] = flag
 
 
 def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
@@ -100,13 +113,17 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
     """
     t = config.train
     G_AB, G_BA, D_A, D_B = models.G_AB, models.G_BA, models.D_A, models.D_B
+    # Frozen discriminators are called outside their DDP wrappers: a wrapper's forward prepares a
+    # gradient all-reduce, which would never happen for parameters that get no gradient.
+    frozen_a, frozen_b = distributed.unwrap(D_A), distributed.unwrap(D_B)
 
     _set_requires_grad([D_A, D_B], False)
     opt.G.zero_grad(set_to_none=True)
     with autocast():
         fake_b = G_AB(real_a)
         fake_a = G_BA(real_b)
-        adv = generator_adversarial(t.gan_loss, D_B(fake_b)) + generator_adversarial(t.gan_loss, D_A(fake_a))
+        adv = (generator_adversarial(t.gan_loss, frozen_b(fake_b))
+               + generator_adversarial(t.gan_loss, frozen_a(fake_a)))
         cyc = cycle_loss(G_BA(fake_b), real_a, t.lambda_cycle) + cycle_loss(G_AB(fake_a), real_b, t.lambda_cycle)
         if t.lambda_identity > 0:
             idt = (identity_loss(G_AB(real_b), real_b, t.lambda_cycle, t.lambda_identity)
@@ -200,15 +217,17 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
     """
     run_dir = Path(run_dir)
+    world = distributed.world_from_env()  # one process unless launched by torchrun
+    device = distributed.setup(world, select_device(config.train.device))
     if resume:
         state = ckpt.load_state(run_dir / ckpt.STATE_FILE)
-        config.save(run_dir / ckpt.CONFIG_FILE)  # the resumed config may extend the epochs
+        # the resumed config may extend the epochs
+        distributed.run_on_main(lambda: config.save(run_dir / ckpt.CONFIG_FILE))
     else:
-        prepare_run(config, run_dir)
+        distributed.run_on_main(lambda: prepare_run(config, run_dir))
         state = None
     t = config.train
     torch.manual_seed(t.seed)
-    device = select_device(t.device)
     use_cuda = device.type == "cuda"
     if use_cuda:
         torch.backends.cudnn.benchmark = True
@@ -220,10 +239,13 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     log.info("Domain A: %d images from %s; domain B: %d images from %s; device %s",
              len(paths_a), t.domain_a, len(paths_b), t.domain_b, device)
     dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed)
+    shard_length = _shard_length(len(dataset), world)
+    cache = fastpath.ImageCache.build(dataset, device) if t.cache_images else None
 
     models = Models.build(config, device)
     opt = Optimizers.build(models, config)
-    pools = (ImagePool(t.pool_size, t.seed + 1), ImagePool(t.pool_size, t.seed + 2))
+    # Each rank keeps its own history of fakes, drawn from its own stream (rank 0's is the single-process one).
+    pools = (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank))
     epoch, batch_in_epoch, step = 0, 0, 0
     metrics = MetricsLog(run_dir / "metrics.csv")
     if state is not None:
@@ -234,29 +256,36 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                                       f"step {state['step']} (a save was interrupted); this run cannot be resumed "
                                       "exactly")
             ckpt.load_weights(net, path)
-        opt.G.load_state_dict(state["opt_G"])
-        opt.D.load_state_dict(state["opt_D"])
-        pools[0].load_state_dict(state["pool_A"], device)
-        pools[1].load_state_dict(state["pool_B"], device)
-        epoch, batch_in_epoch, step = state["epoch"], state["batch"], state["step"]
-        metrics.truncate_after(step)
+        opt.load_state_dict(state["opt_G"], state["opt_D"])
+        _restore_pools(pools, state, world, device)
+        epoch, step = state["epoch"], state["step"]
+        batch_in_epoch = distributed.rank_batches_done(state["batch"], t.batch_size, state.get("world_size", 1),
+                                                       world.size)
+        if world.is_main:
+            metrics.truncate_after(step)
         log.info("Resuming %s at epoch %d, step %d", run_dir, epoch + 1, step)
-    if t.channels_last and use_cuda:
-        for net in models.named().values():
-            net.to(memory_format=torch.channels_last)
     amp = t.amp and use_cuda
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
 
+    nets = prepare_for_training(models, config, device, autocast)  # what the step calls; `models` is what is saved
+
     def save_checkpoint() -> None:
-        for name, net in models.named().items():
-            ckpt.save_weights(net, run_dir / f"{name}.safetensors", step)
-        ckpt.save_state(run_dir / ckpt.STATE_FILE, {
-            "epoch": epoch, "batch": batch_in_epoch, "step": step,
-            "opt_G": opt.G.state_dict(), "opt_D": opt.D.state_dict(),
-            "pool_A": pools[0].state_dict(), "pool_B": pools[1].state_dict(),
-        })
+        # Every rank calls this: each hands its pool to rank 0, which alone writes; the others wait.
+        pools_by_rank = distributed.gather_to_main({"A": pools[0].state_dict(), "B": pools[1].state_dict()})
+
+        def write() -> None:
+            for name, net in models.named().items():
+                ckpt.save_weights(net, run_dir / f"{name}.safetensors", step)
+            ckpt.save_state(run_dir / ckpt.STATE_FILE, {
+                "epoch": epoch, "batch": batch_in_epoch, "step": step,
+                "opt_G": opt.G.state_dict(), "opt_D": opt.D.state_dict(),
+                "pool_A": pools[0].state_dict(), "pool_B": pools[1].state_dict(),
+                "world_size": world.size, "pools": pools_by_rank,
+            })
+
+        distributed.run_on_main(write)
 
     total_epochs = t.epochs + t.epochs_decay
     stop = {"stop": False}
@@ -268,49 +297,47 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             dataset.set_epoch(epoch)
-            indices = epoch_indices(len(dataset), start=batch_in_epoch * t.batch_size)
-            loader = DataLoader(Subset(dataset, indices), batch_size=t.batch_size, shuffle=False,
-                                num_workers=t.num_workers, pin_memory=use_cuda)
+            indices = epoch_indices(shard_length, start=batch_in_epoch * t.batch_size, rank=world.rank,
+                                    world_size=world.size)
+            loader = fastpath.epoch_batches(dataset, cache, indices, t, device)
             sums: dict[str, torch.Tensor] = {}
             since_log = 0
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
-                       initial=batch_in_epoch, total=batch_in_epoch + len(loader))
+                       initial=batch_in_epoch, total=batch_in_epoch + len(loader), disable=not world.is_main)
             for real_a, real_b in bar:
                 real_a = real_a.to(device, non_blocking=True)
                 real_b = real_b.to(device, non_blocking=True)
                 if t.channels_last and use_cuda:
                     real_a = real_a.contiguous(memory_format=torch.channels_last)
                     real_b = real_b.contiguous(memory_format=torch.channels_last)
-                losses = train_step(models, opt, pools, real_a, real_b, config, autocast)
+                losses = train_step(nets, opt, pools, real_a, real_b, config, autocast)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0) + v.float()
                 since_log += 1
                 step += 1
                 batch_in_epoch += 1
                 if step % t.log_every == 0:
-                    means = {k: (v / since_log).item() for k, v in sums.items()}
-                    metrics.append({"epoch": epoch + 1, "step": step, "lr": lr,
-                                    "seconds": round(time.time() - started, 2), **means})
+                    means = {k: (v / since_log).item() for k, v in distributed.mean_over_ranks(sums).items()}
+                    if world.is_main:
+                        metrics.append({"epoch": epoch + 1, "step": step, "lr": lr,
+                                        "seconds": round(time.time() - started, 2), **means})
                     bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
                     sums, since_log = {}, 0
-                if stop["stop"] or (should_stop is not None and should_stop(step)):
+                if _stop_now(stop, step, should_stop, world, t.log_every, device):
                     bar.close()
                     save_checkpoint()
+                    distributed.cleanup()
                     raise TrainingInterrupted(
                         f"stopped at epoch {epoch + 1}, step {step}; checkpoint saved, continue with "
                         f"`cyclegan train --resume {run_dir}`")
             bar.close()
             epoch += 1
             batch_in_epoch = 0
-            with torch.inference_mode(), autocast():
-                a = _sample_batch(sample_a, t.crop_size).to(device)
-                b = _sample_batch(sample_b, t.crop_size).to(device)
-                n = min(len(a), len(b))
-                a, b = a[:n], b[:n]
-                fake_b, fake_a = models.G_AB(a), models.G_BA(b)
-                columns = [a, fake_b, models.G_BA(fake_b), b, fake_a, models.G_AB(fake_a)]
-            save_sample_grid(run_dir / "samples" / f"epoch_{epoch:03d}.png", columns)
+            if world.is_main:
+                _save_samples(models, sample_a, sample_b, t.crop_size, device, autocast,
+                              run_dir / "samples" / f"epoch_{epoch:03d}.png")
             save_checkpoint()
             log.info("epoch %d/%d done (step %d, lr %.2e, %.0fs)", epoch, total_epochs, step, lr,
                      time.time() - started)
+    distributed.cleanup()
     return run_dir

@@ -4,8 +4,9 @@ from cyclegan.pool import ImagePool
 
 
 def test_empty_pool_passes_images_through():
-    x = torch.randn(3, 3, 4, 4)
-    assert ImagePool(0).query(x) is x
+    x = torch.randn(3, 3, 4, 4, requires_grad=True)
+    out = ImagePool(0).query(x)
+    assert torch.equal(out, x) and not out.requires_grad  # no gradient path from D's loss into G
 
 
 def test_pool_fills_then_mixes_old_and_new():
