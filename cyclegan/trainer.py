@@ -207,6 +207,74 @@ def _sample_batch(paths: list[Path], size: int) -> torch.Tensor:
     return torch.stack([eval_tensor(load_image(p), size) for p in paths[:SAMPLE_COUNT]])
 
 
+def _save_samples(models: Models, sample_a: list[Path], sample_b: list[Path], size: int, device: torch.device,
+                  autocast, path: Path) -> None:
+    """The epoch's sample grid, drawn with the plain (unwrapped, uncompiled) generators."""
+    with torch.inference_mode(), autocast():
+        a = _sample_batch(sample_a, size).to(device)
+        b = _sample_batch(sample_b, size).to(device)
+        n = min(len(a), len(b))
+        a, b = a[:n], b[:n]
+        fake_b, fake_a = models.G_AB(a), models.G_BA(b)
+        columns = [a, fake_b, models.G_BA(fake_b), b, fake_a, models.G_AB(fake_a)]
+    save_sample_grid(path, columns)
+
+
+def prepare_for_training(models: Models, config: Config, device: torch.device, autocast) -> Models:
+    """The networks as the training step calls them: channels_last (CUDA), compiled (``compile``),
+    in DistributedDataParallel (several ranks).
+
+    The modules in ``models`` themselves stay plain: they are what is saved, sampled and evaluated
+    (a compiled module's state_dict keys carry an ``_orig_mod.`` prefix; a DDP one, ``module.``).
+    """
+    t = config.train
+    channels_last = t.channels_last and device.type == "cuda"
+    wrapped = {}
+    for name, net in models.named().items():
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        if t.compile:
+            example = torch.zeros(t.batch_size, config.model.channels, t.crop_size, t.crop_size, device=device)
+            if channels_last:
+                example = example.contiguous(memory_format=torch.channels_last)
+            net = fastpath.compile_or_eager(net, example, autocast)
+        wrapped[name] = distributed.wrap(net, device)
+    return Models(**wrapped)
+
+
+def _shard_length(length: int, world: distributed.World) -> int:
+    """How much of an epoch's order the ranks share out: a multiple of the world size, so every rank
+    runs the same number of steps (DDP needs that; the remainder is dropped, under one item per rank)."""
+    usable = length - length % world.size
+    if usable == 0:
+        raise ConfigError(f"{length} training pair(s) cannot be split over {world.size} processes; "
+                          "add images or launch fewer processes")
+    return usable
+
+
+def _restore_pools(pools: tuple[ImagePool, ImagePool], state: dict, world: distributed.World,
+                   device: torch.device) -> None:
+    """Each rank takes back the pool it saved; a rank that did not exist at save time starts empty."""
+    saved = state.get("pools") or [{"A": state["pool_A"], "B": state["pool_B"]}]
+    if world.rank < len(saved):
+        pools[0].load_state_dict(saved[world.rank]["A"], device)
+        pools[1].load_state_dict(saved[world.rank]["B"], device)
+    else:
+        log.info("Rank %d starts with empty history pools (the run was saved with %d process(es))",
+                 world.rank, len(saved))
+
+
+def _stop_now(stop: dict[str, bool], step: int, should_stop: Callable[[int], bool] | None,
+              world: distributed.World, log_every: int, device: torch.device) -> bool:
+    """Whether to stop after this step. Alone: as soon as asked. With several ranks all must stop at
+    the same step, so the ranks agree only at logging steps (one tiny all-reduce, no per-step sync)."""
+    if should_stop is not None and should_stop(step):
+        stop["stop"] = True
+    if not world.distributed:
+        return stop["stop"]
+    return step % log_every == 0 and distributed.any_rank(stop["stop"], device)
+
+
 def train(config: Config, run_dir: str | Path, *, resume: bool = False,
           should_stop: Callable[[int], bool] | None = None) -> Path:
     """Train (or resume) the run in ``run_dir``; returns the run folder.
