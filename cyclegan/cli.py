@@ -39,6 +39,12 @@ _FIELD_HELP = {
     "channels_last": "channels_last memory format (CUDA only)",
     "log_every": "steps between rows of metrics.csv",
     "strict": "stop on an unreadable image instead of skipping it",
+    "eval_every": "epochs between held-out evaluations (metrics.csv, best/, warnings, plots/); 0: off",
+    "val_fraction": "share of each training folder held out when it has no test folder (at most 200 images)",
+    "select_by": "held-out metric that picks best/: swd (mean of both directions), cycle_l1, fid or kid",
+    "patience": "stop after this many evaluations without improvement (0: never)",
+    "fid": "also FID and KID at each evaluation (slow on a CPU; needs cyclegan[metrics] and Inception weights)",
+    "inception_weights": "local Inception weights file for FID/KID (default: torch-fidelity's own download)",
 }
 
 
@@ -107,6 +113,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     translator = Translator.from_run(args.run, device=args.device, best=args.best, bf16=args.bf16,
                                      max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, tile_size=args.tile_size)
+    if args.best:
+        from .health import read_best
+
+        meta = read_best(args.run)
+        if meta:
+            log.info("Using best/ from epoch %s (%s %.4g)", meta["epoch"], meta["metric"], meta["value"])
     summary = translator.translate_folder(
         args.input, args.output, args.direction, overwrite=args.overwrite, size=args.size,
         batch_size=args.batch_size, image_format=args.format, cycle=args.cycle, workers=args.workers,
@@ -137,19 +149,70 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_ground_truth
-    from .translate import Translator
+    from .evaluate import evaluate_run
 
-    results = evaluate_ground_truth(Translator.from_run(args.run, device=args.device, best=args.best), args.data)
+    results, source = evaluate_run(args.run, args.data, device=args.device, best=args.best, fid=args.fid,
+                                   inception_weights=args.inception_weights or "")
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"{'direction':<10}{'L1':>9}{'L1 identity':>13}{'PSNR':>9}{'PSNR identity':>15}{'images':>8}")
+    print(f"held-out images: {source}")
+    print(f"{'direction':<10}{'SWD':>9}{'SWD input':>11}{'cycle L1':>10}{'identity L1':>13}{'diversity':>11}"
+          f"{'D AUC':>7}{'images':>8}")
     for direction, r in results.items():
-        print(f"{direction:<10}{r['l1']:>9.4f}{r['identity_l1']:>13.4f}{r['psnr']:>9.2f}"
-              f"{r['identity_psnr']:>15.2f}{r['images']:>8}")
-    print("L1: mean absolute error against ground truth on a 0-1 scale (lower is better); identity: the input "
-          "unchanged, the baseline to beat.")
+        auc = f"{r['d_auc']:>7.3f}" if "d_auc" in r else f"{'-':>7}"
+        print(f"{direction:<10}{r['swd']:>9.2f}{r['swd_identity']:>11.2f}{r['cycle_l1']:>10.4f}"
+              f"{r['identity_mapping_l1']:>13.4f}{r['diversity']:>11.3f}{auc}{r['heldout_images']:>8}")
+    print("SWD: sliced Wasserstein distance of translated to real target patches (x1e3, lower is better); SWD input: "
+          "the same for the input unchanged, the baseline to beat. diversity: spread of the outputs over that of "
+          "the inputs (near 0: collapse). D AUC: how well the discriminator tells real from translated (0.5: not at all).")
+    if any("fid" in r for r in results.values()):
+        print(f"{'direction':<10}{'FID':>10}{'KID':>10}")
+        for direction, r in results.items():
+            print(f"{direction:<10}{r.get('fid', float('nan')):>10.2f}{r.get('kid', float('nan')):>10.4f}")
+    if any("l1" in r for r in results.values()):
+        print(f"{'direction':<10}{'L1':>9}{'L1 identity':>13}{'PSNR':>9}{'PSNR identity':>15}{'SSIM':>7}"
+              f"{'SSIM identity':>15}{'images':>8}")
+        for direction, r in results.items():
+            if "l1" in r:
+                print(f"{direction:<10}{r['l1']:>9.4f}{r['identity_l1']:>13.4f}{r['psnr']:>9.2f}"
+                      f"{r['identity_psnr']:>15.2f}{r['ssim']:>7.3f}{r['identity_ssim']:>15.3f}{r['images']:>8}")
+        print("Against ground truth. L1: mean absolute error on a 0-1 scale (lower is better); identity: the input "
+              "unchanged, the baseline to beat.")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .health import run_report
+
+    report = run_report(args.run)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    best = report["best"]
+    rows = [
+        ("run", report["run"]),
+        ("epochs", f"{report['epochs_done']} of {report['epochs_total']} (step {report['steps']})"),
+        ("evaluations", f"{report['evaluations']} (selecting by {report['select_by']}, lower is better)"),
+        ("best epoch", f"{best['epoch']}: {best['metric']} {best['value']:.4g} (best/G_AB.safetensors, "
+                       "best/G_BA.safetensors; use with --best)" if best else "none yet"),
+    ]
+    latest = report["latest"]
+    if latest:
+        for direction in ("AtoB", "BtoA"):
+            rows.append((f"latest {direction}",
+                         f"epoch {report['latest_epoch']}: SWD {latest.get(f'val_swd_{direction}', float('nan')):.2f} "
+                         f"(input unchanged {latest.get(f'val_swd_identity_{direction}', float('nan')):.2f}), "
+                         f"cycle L1 {latest.get(f'val_cycle_l1_{direction}', float('nan')):.4f}, "
+                         f"diversity {latest.get(f'val_diversity_{direction}', float('nan')):.2f}, "
+                         f"D AUC {latest.get(f'val_d_auc_{direction}', float('nan')):.3f}"))
+    rows.append(("skipped steps", f"{report['skipped_steps']} (NaN/inf losses)"))
+    rows.append(("warnings", str(len(report["warnings"])) if report["warnings"] else "none"))
+    for name, value in rows:
+        print(f"{name:<15}{value}")
+    for w in report["warnings"]:
+        print(f"  - epoch {w.get('epoch', '?')}: {w.get('message', '')}")
+    print(f"{'plots':<15}" + (", ".join(report["plots"]) if report["plots"] else "none yet (no metrics.csv rows)"))
     return 0
 
 
@@ -235,14 +298,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best", action="store_true", help="export the best epoch's generator")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("evaluate", help="score a run against ground truth (testA + gt/AtoB, testB + gt/BtoA)",
-                       description="Example: cyclegan evaluate --run checkpoints/shapes --data datasets/shapes")
+    p = sub.add_parser("evaluate", help="score a run on held-out images (SWD, cycle, diversity, D; ground truth "
+                                        "and FID/KID when available)",
+                       description="Example: cyclegan evaluate --run checkpoints/shapes --data datasets/shapes. "
+                                   "Images are scored at the run's crop size.")
     p.add_argument("--run", required=True, help="run folder made by `cyclegan train`")
-    p.add_argument("--data", required=True, help="dataset folder with testA/, testB/ and gt/AtoB/, gt/BtoA/")
+    p.add_argument("--data", help="dataset folder with testA/ and testB/ (and gt/AtoB/, gt/BtoA/ for ground-truth "
+                                  "scores); default: the run's own held-out images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--best", action="store_true", help="use the best epoch's generators")
+    p.add_argument("--fid", action="store_true", help="also FID and KID (needs cyclegan[metrics]; downloads "
+                                                     "torch-fidelity's Inception weights unless --inception-weights)")
+    p.add_argument("--inception-weights", metavar="PATH", help="local Inception weights for FID/KID (implies --fid)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="summarise a run: epochs, best epoch, warnings; redraw its plots",
+                       description="Example: cyclegan report --run checkpoints/shapes (plots go to RUN/plots/)")
+    p.add_argument("--run", required=True, help="run folder made by `cyclegan train`")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("make-dataset", help="write the synthetic two-style shapes dataset",
                        description="Example: cyclegan make-dataset --out datasets/shapes")

@@ -17,6 +17,7 @@ from .errors import ConfigError
 GAN_LOSSES = ("lsgan", "bce", "hinge")
 UPSAMPLE_MODES = ("transpose", "resize")
 DEVICES = ("auto", "cpu", "cuda")
+SELECT_BY = ("swd", "cycle_l1", "fid", "kid")  # held-out metrics, lower is better
 
 
 @dataclass
@@ -61,6 +62,13 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 50
     strict: bool = False  # an unreadable image in a folder is an error instead of a skip
+    # Held-out evaluation (cyclegan.evaluate, cyclegan.health): not published settings, our additions.
+    eval_every: int = 1  # epochs between held-out evaluations; 0 turns evaluation (and best/) off
+    val_fraction: float = 0.05  # held out of each training folder when it has no test folder (<= 200 images)
+    select_by: str = "swd"  # best-epoch metric, averaged over both directions: swd, cycle_l1, fid, kid
+    patience: int = 0  # stop after this many evaluations without improvement; 0: never
+    fid: bool = False  # also FID and KID at each evaluation (needs the metrics extra and Inception weights)
+    inception_weights: str = ""  # local Inception weights for FID/KID; empty: torch-fidelity's download
 
 
 @dataclass
@@ -158,6 +166,11 @@ def validate(config: Config) -> None:
         (t.pool_size >= 0, f"pool_size must be 0 or more, got {t.pool_size}"),
         (t.num_workers >= 0, f"num_workers must be 0 or more, got {t.num_workers}"),
         (t.log_every >= 1, f"log_every must be 1 or more, got {t.log_every}"),
+        (t.eval_every >= 0, f"eval_every must be 0 (off) or more, got {t.eval_every}"),
+        (0 < t.val_fraction <= 0.5, f"val_fraction must be above 0 and at most 0.5, got {t.val_fraction}"),
+        (t.select_by in SELECT_BY, f"select_by must be one of {SELECT_BY}, got {t.select_by!r}"),
+        (t.fid or t.select_by not in ("fid", "kid"), f"select_by {t.select_by!r} needs --fid"),
+        (t.patience >= 0, f"patience must be 0 (off) or more, got {t.patience}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -168,4 +181,5 @@ def validate(config: Config) -> None:
 # being trained. Anything else differing from the saved config.json is refused.
 RESUMABLE_OVERRIDES = frozenset({"epochs", "epochs_decay", "device", "num_workers", "log_every", "strict",
                                  "compile", "cache_images",
+                                 "eval_every", "patience", "fid", "inception_weights",
                                  "domain_a", "domain_b", "test_a", "test_b"})

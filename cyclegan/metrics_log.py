@@ -41,6 +41,20 @@ class MetricsLog:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.columns, lineterminator="\n").writerow(row)
 
+    def append_or_merge(self, row: dict[str, Any]) -> None:
+        """Append ``row``, or fill it into the last row when that one is for the same step.
+
+        An epoch's held-out evaluation lands on the step its last losses were logged at; merging
+        keeps one row per step.
+        """
+        if not self.rows or "step" not in row or self.rows[-1].get("step") != _format(row["step"]):
+            self.append(row)
+            return
+        merged = {k: _format(v) for k, v in row.items()}
+        self.rows[-1].update(merged)
+        self.columns += [k for k in merged if k not in self.columns]
+        self._rewrite()
+
     def _rewrite(self) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, self.columns, lineterminator="\n")

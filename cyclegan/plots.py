@@ -1,8 +1,10 @@
-"""Pictures of a run: sample grids (and, from metrics.csv, curves)."""
+"""Pictures of a run: sample grids and, from metrics.csv, curves (matplotlib, PNG)."""
 
 from __future__ import annotations
 
+import csv
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -25,3 +27,122 @@ def save_sample_grid(path: Path, columns: list[torch.Tensor]) -> None:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+PLOTS_DIR = "plots"
+# Held-out panels: (title, metric stem, y label). Each panel draws the stem for both directions.
+_HELDOUT_PANELS = [
+    ("SWD to real target images (dashed: input unchanged)", "swd", "SWD x 1e3 (lower is better)"),
+    ("Cycle reconstruction L1", "cycle_l1", "L1, 0-1 scale"),
+    ("Identity mapping L1", "identity_mapping_l1", "L1, 0-1 scale"),
+    ("Output diversity / input diversity", "diversity", "ratio (1 = inputs' variety)"),
+    ("FID (Inception features)", "fid", "FID"),
+    ("KID (Inception features)", "kid", "KID"),
+]
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """The rows of a metrics.csv (empty when it does not exist yet)."""
+    try:
+        with Path(path).open(newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def _series(rows: list[dict[str, str]], x: str, y: str) -> tuple[list[float], list[float]]:
+    """(x, y) over the rows where both are filled and finite."""
+    xs, ys = [], []
+    for row in rows:
+        try:
+            xv, yv = float(row.get(x) or "nan"), float(row.get(y) or "nan")
+        except ValueError:
+            continue
+        if math.isfinite(xv) and math.isfinite(yv):
+            xs.append(xv)
+            ys.append(yv)
+    return xs, ys
+
+
+def _save_figure(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _mark_best(ax, best_epoch: int | None) -> None:
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="tab:green", linestyle=":", linewidth=1.5, label=f"best (epoch {best_epoch})")
+
+
+def save_training_plots(run_dir: str | Path, best_epoch: int | None = None) -> list[Path]:
+    """Draw the run's curves from its metrics.csv into ``plots/``; returns the files written.
+
+    losses.png (every loss against the step), lr.png, heldout.png (held-out metrics against the
+    epoch, the best epoch marked) and discriminator.png (mean scores on real and translated
+    images, and how well they separate). A curve with no data yet is left out.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
+
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    out = run_dir / PLOTS_DIR
+    written = []
+    loss_columns = sorted({k for row in rows for k in row if k.startswith("loss_")})
+    if loss_columns:
+        fig = Figure(figsize=(8, 4.5))
+        ax = fig.subplots()
+        for column in loss_columns:
+            ax.plot(*_series(rows, "step", column), label=column.removeprefix("loss_"))
+        ax.set(xlabel="step", ylabel="loss (mean since the previous row)", title="Training losses")
+        ax.legend(fontsize="small", ncol=2)
+        ax.grid(alpha=0.3)
+        _save_figure(fig, out / "losses.png")
+        written.append(out / "losses.png")
+    if any(row.get("lr") for row in rows):
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.subplots()
+        ax.plot(*_series(rows, "step", "lr"))
+        ax.set(xlabel="step", ylabel="learning rate", title="Learning rate")
+        ax.grid(alpha=0.3)
+        _save_figure(fig, out / "lr.png")
+        written.append(out / "lr.png")
+    panels = [p for p in _HELDOUT_PANELS if _series(rows, "epoch", f"val_{p[1]}_AtoB")[0]]
+    if panels:
+        fig = Figure(figsize=(11, 3.6 * math.ceil(len(panels) / 2)))
+        axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).flatten()
+        for ax, (title, stem, ylabel) in zip(axes, panels):
+            for direction, colour in (("AtoB", "tab:blue"), ("BtoA", "tab:orange")):
+                ax.plot(*_series(rows, "epoch", f"val_{stem}_{direction}"), marker="o", color=colour, label=direction)
+                if stem == "swd":
+                    ax.plot(*_series(rows, "epoch", f"val_swd_identity_{direction}"), linestyle="--", color=colour)
+            _mark_best(ax, best_epoch)
+            ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.3)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        _save_figure(fig, out / "heldout.png")
+        written.append(out / "heldout.png")
+    if _series(rows, "epoch", "val_d_auc_AtoB")[0]:
+        fig = Figure(figsize=(11, 3.8))
+        scores, separation = fig.subplots(1, 2)
+        for direction, domain, colour in (("AtoB", "B", "tab:blue"), ("BtoA", "A", "tab:orange")):
+            scores.plot(*_series(rows, "epoch", f"val_d_real_{direction}"), marker="o", color=colour,
+                        label=f"D_{domain} on real {domain}")
+            scores.plot(*_series(rows, "epoch", f"val_d_fake_{direction}"), marker="x", linestyle="--", color=colour,
+                        label=f"D_{domain} on translated")
+            separation.plot(*_series(rows, "epoch", f"val_d_auc_{direction}"), marker="o", color=colour,
+                            label=f"D_{domain}")
+        separation.axhline(0.5, color="grey", linewidth=1, label="cannot tell (0.5)")
+        separation.axhline(0.99, color="tab:red", linestyle=":", linewidth=1, label="dominance warning")
+        scores.set(xlabel="epoch", ylabel="mean patch score", title="Discriminator scores (held out)")
+        separation.set(xlabel="epoch", ylabel="AUC real vs translated", title="How well D separates them",
+                       ylim=(0, 1.02))
+        for ax in (scores, separation):
+            _mark_best(ax, best_epoch)
+            ax.legend(fontsize="small")
+            ax.grid(alpha=0.3)
+        _save_figure(fig, out / "discriminator.png")
+        written.append(out / "discriminator.png")
+    return written

@@ -26,6 +26,8 @@ from .config import RESUMABLE_OVERRIDES, Config, validate
 from .data import UnpairedDataset, epoch_indices, eval_tensor, find_images, load_image
 from .errors import CheckpointError, ConfigError, CycleGANError
 from .losses import cycle_loss, discriminator_adversarial, generator_adversarial, identity_loss
+from .evaluate import heldout_for
+from .health import NONFINITE_LIMIT, RunHealth
 from .metrics_log import MetricsLog
 from .networks import build_discriminator, build_generator
 from .plots import save_sample_grid
@@ -38,6 +40,10 @@ SAMPLE_COUNT = 4  # rows in each epoch's sample grid
 
 class TrainingInterrupted(CycleGANError):
     """Training stopped on request (Ctrl-C) after saving a resumable checkpoint."""
+
+
+class TrainingDiverged(CycleGANError):
+    """Training stopped because step after step had NaN/inf losses (see cyclegan.health)."""
 
 
 def select_device(name: str) -> torch.device:
@@ -105,11 +111,17 @@ def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+def _finite(loss: torch.Tensor) -> bool:
+    """Whether a loss is a real number (one host sync; an update from a NaN/inf loss would ruin the weights)."""
+    return bool(torch.isfinite(loss).item())
+
+
 def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
-               real_b: torch.Tensor, config: Config, autocast) -> dict[str, torch.Tensor]:
+               real_b: torch.Tensor, config: Config, autocast) -> dict[str, torch.Tensor] | None:
     """One CycleGAN update: generators first (discriminators frozen), then discriminators on pooled fakes.
 
-    Returns detached losses as tensors, so the caller decides when to pay for a host sync.
+    Returns detached losses as tensors, so the caller decides when to pay for a host sync; or None
+    when a loss was NaN/inf, in which case that network's update (and the rest of the step) is skipped.
     """
     t = config.train
     G_AB, G_BA, D_A, D_B = models.G_AB, models.G_BA, models.D_A, models.D_B
@@ -132,6 +144,8 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
             idt = torch.zeros((), device=real_a.device)
         loss_g = adv + cyc + idt
     loss_g.backward()
+    if not _finite(loss_g):  # checked before the pool sees the fakes, so NaNs never enter it
+        return None
     opt.G.step()
 
     _set_requires_grad([D_A, D_B], True)
@@ -141,6 +155,8 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
         loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a)))
         loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b)))
     (loss_d_a + loss_d_b).backward()
+    if not _finite(loss_d_a + loss_d_b):
+        return None
     opt.D.step()
     return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
             "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach()}
@@ -201,6 +217,22 @@ def merge_resume_config(saved: Config, overrides: dict[str, object]) -> Config:
                           + ": drop these flags, or start a new run with --run")
     validate(saved)
     return saved
+
+
+def _diverged(models: Models, save_checkpoint: Callable[[], None], epoch: int, step: int,
+              run_dir: Path) -> "TrainingDiverged":
+    """The error that ends a diverged run, after saving a checkpoint when the weights are still finite
+    (skipped steps never reach the weights, but a step whose loss was finite can still break them)."""
+    finite = all(torch.isfinite(p).all() for net in models.named().values() for p in net.parameters())
+    if finite:
+        save_checkpoint()
+        kept = f"a resumable checkpoint at step {step} was saved"
+    else:
+        kept = "the weights are no longer finite, so the checkpoint of the last finished epoch was kept"
+    return TrainingDiverged(
+        f"training diverged at epoch {epoch}, step {step}: the last {NONFINITE_LIMIT} steps all had NaN/inf "
+        f"losses; {kept}. Try a new run with a lower --lr or --gan-loss lsgan, or continue with "
+        f"`cyclegan train --resume {run_dir}`")
 
 
 def _sample_batch(paths: list[Path], size: int) -> torch.Tensor:
@@ -300,10 +332,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     if use_cuda:
         torch.backends.cudnn.benchmark = True
 
-    paths_a = find_images(t.domain_a, strict=t.strict, label="domain A folder")
-    paths_b = find_images(t.domain_b, strict=t.strict, label="domain B folder")
-    sample_a = find_images(t.test_a, strict=False, label="test A folder") if t.test_a else paths_a
-    sample_b = find_images(t.test_b, strict=False, label="test B folder") if t.test_b else paths_b
+    # Held-out images (test folders, else a seeded split of the training folders) give the sample
+    # grids and the per-epoch evaluation.
+    paths_a, sample_a = heldout_for(t, "A", find_images(t.domain_a, strict=t.strict, label="domain A folder"))
+    paths_b, sample_b = heldout_for(t, "B", find_images(t.domain_b, strict=t.strict, label="domain B folder"))
     log.info("Domain A: %d images from %s; domain B: %d images from %s; device %s",
              len(paths_a), t.domain_a, len(paths_b), t.domain_b, device)
     dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed)
@@ -316,6 +348,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     pools = (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank))
     epoch, batch_in_epoch, step = 0, 0, 0
     metrics = MetricsLog(run_dir / "metrics.csv")
+    health = RunHealth.create(run_dir, config, sample_a, sample_b, device)  # best/, warnings, skipped steps
     if state is not None:
         for name, net in models.named().items():
             path = run_dir / f"{name}.safetensors"
@@ -331,6 +364,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                                                        world.size)
         if world.is_main:
             metrics.truncate_after(step)
+            health.resume(state.get("health"), step)
         log.info("Resuming %s at epoch %d, step %d", run_dir, epoch + 1, step)
     amp = t.amp and use_cuda
 
@@ -350,7 +384,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                 "epoch": epoch, "batch": batch_in_epoch, "step": step,
                 "opt_G": opt.G.state_dict(), "opt_D": opt.D.state_dict(),
                 "pool_A": pools[0].state_dict(), "pool_B": pools[1].state_dict(),
-                "world_size": world.size, "pools": pools_by_rank,
+                "world_size": world.size, "pools": pools_by_rank, "health": health.state_dict(),
             })
 
         distributed.run_on_main(write)
@@ -379,9 +413,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                     real_a = real_a.contiguous(memory_format=torch.channels_last)
                     real_b = real_b.contiguous(memory_format=torch.channels_last)
                 losses = train_step(nets, opt, pools, real_a, real_b, config, autocast)
-                for k, v in losses.items():
+                for k, v in (losses or {}).items():  # None: a NaN/inf loss, update skipped
                     sums[k] = sums.get(k, 0) + v.float()
-                since_log += 1
+                since_log += losses is not None
                 step += 1
                 batch_in_epoch += 1
                 if step % t.log_every == 0:
@@ -391,6 +425,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                                         "seconds": round(time.time() - started, 2), **means})
                     bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
                     sums, since_log = {}, 0
+                if health.note_step(losses is None, epoch + 1, step):
+                    bar.close()
+                    raise _diverged(models, save_checkpoint, epoch + 1, step, run_dir)
                 if _stop_now(stop, step, should_stop, world, t.log_every, device):
                     bar.close()
                     save_checkpoint()
@@ -404,8 +441,11 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             if world.is_main:
                 _save_samples(models, sample_a, sample_b, t.crop_size, device, autocast,
                               run_dir / "samples" / f"epoch_{epoch:03d}.png")
+            stop_early = world.is_main and health.end_epoch(epoch, step, models.named(), metrics, autocast)
             save_checkpoint()
             log.info("epoch %d/%d done (step %d, lr %.2e, %.0fs)", epoch, total_epochs, step, lr,
                      time.time() - started)
+            if distributed.any_rank(stop_early, device):
+                break
     distributed.cleanup()
     return run_dir
