@@ -71,6 +71,10 @@ def _save_figure(fig, path: Path) -> None:
 
 
 def _mark_best(ax, best_epoch: int | None) -> None:
+    """Whole-number epoch ticks and a dotted line at the best epoch."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if best_epoch is not None:
         ax.axvline(best_epoch, color="tab:green", linestyle=":", linewidth=1.5, label=f"best (epoch {best_epoch})")
 
@@ -109,7 +113,7 @@ def save_training_plots(run_dir: str | Path, best_epoch: int | None = None) -> l
         written.append(out / "lr.png")
     panels = [p for p in _HELDOUT_PANELS if _series(rows, "epoch", f"val_{p[1]}_AtoB")[0]]
     if panels:
-        fig = Figure(figsize=(11, 3.6 * math.ceil(len(panels) / 2)))
+        fig = Figure(figsize=(11, 3.6 * math.ceil(len(panels) / 2)), layout="constrained")
         axes = fig.subplots(math.ceil(len(panels) / 2), 2, squeeze=False).flatten()
         for ax, (title, stem, ylabel) in zip(axes, panels):
             for direction, colour in (("AtoB", "tab:blue"), ("BtoA", "tab:orange")):
@@ -125,7 +129,7 @@ def save_training_plots(run_dir: str | Path, best_epoch: int | None = None) -> l
         _save_figure(fig, out / "heldout.png")
         written.append(out / "heldout.png")
     if _series(rows, "epoch", "val_d_auc_AtoB")[0]:
-        fig = Figure(figsize=(11, 3.8))
+        fig = Figure(figsize=(11, 3.8), layout="constrained")
         scores, separation = fig.subplots(1, 2)
         for direction, domain, colour in (("AtoB", "B", "tab:blue"), ("BtoA", "A", "tab:orange")):
             scores.plot(*_series(rows, "epoch", f"val_d_real_{direction}"), marker="o", color=colour,
