@@ -4,13 +4,14 @@ Measures the whole folder pipeline (JPEG decoding in worker threads, the network
 atomic writes), for a ResNet generator with random weights (speed does not depend on training):
 
 * images/s at 256x256 and 1024x768, batch size 1 against ``--batch-size``, side by side;
-* one 6000x4000 photo, tiled: seconds and peak memory (growth of the process's max RSS during the
-  translation on the CPU; the CUDA allocator's peak on a GPU), in a process of its own.
+* one 6000x4000 photo, tiled: seconds and peak memory (the process's peak RSS, reset once the model is
+  loaded, from Linux /proc; the CUDA allocator's peak on a GPU), in a process of its own.
 
 Runs on the CPU, and on CUDA too when present. Prints the machine first.
 
     python benchmarks/translate_speed.py                       # ngf 64, 9 blocks (the published generator)
     python benchmarks/translate_speed.py --large-ngf 16        # a cheaper network for the 6000x4000 case
+    python benchmarks/translate_speed.py --threads 1           # steadier on a CPU other work is using
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -103,13 +103,21 @@ def large_child(spec: dict) -> dict:
     translator = Translator.from_run(spec["run"], device=spec["device"])
     if spec["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Reset the peak-RSS mark to the current size (ru_maxrss would include the parent's, inherited at fork).
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
     summary = translator.translate_folder(spec["input"], spec["output"], "AtoB")
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb("VmHWM")
     cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if spec["device"].startswith("cuda") else None
     return {"seconds": summary.seconds, "translated": summary.translated, "rss_before_mb": before / 1024,
-            "rss_peak_mb": after / 1024, "cuda_peak_mb": cuda_mb, "tile": translator.tile_size,
+            "rss_peak_mb": peak / 1024, "cuda_peak_mb": cuda_mb, "tile": translator.tile_size,
             "max_pixels": translator.max_pixels}
+
+
+def _status_kb(key: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in KiB."""
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key + ":"))
+    return int(line.split()[1])
 
 
 def main() -> None:
@@ -121,13 +129,16 @@ def main() -> None:
     parser.add_argument("--large-ngf", type=int, help="ngf for the 6000x4000 case (default: --ngf)")
     parser.add_argument("--skip-speed", action="store_true", help="only the 6000x4000 case")
     parser.add_argument("--skip-large", action="store_true", help="only the images/s table")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(large_child(json.loads(args.child))))
         return
-
-    import torch
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"machine: {machine()}")
@@ -162,8 +173,9 @@ def large_case(args: argparse.Namespace, devices: list[str]) -> None:
         for device in devices:
             spec = json.dumps({"run": str(run), "input": str(images), "output": str(root / f"out_{device}"),
                                "device": device})
-            done = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True,
-                                  check=True)
+            threads = ["--threads", str(args.threads)] if args.threads else []
+            done = subprocess.run([sys.executable, __file__, "--child", spec, *threads], capture_output=True,
+                                  text=True, check=True)
             r = json.loads(done.stdout.strip().splitlines()[-1])
             cuda = f", CUDA allocator peak {r['cuda_peak_mb']:.0f} MB" if r["cuda_peak_mb"] is not None else ""
             print(f"{device:>7}: {r['seconds']:.1f} s; max RSS {r['rss_peak_mb']:.0f} MB "

@@ -56,6 +56,7 @@ FORMATS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "webp": ("WEBP", ".webp", {"quality": 95}, True),
 }
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def check_direction(direction: str) -> str:
@@ -96,11 +97,14 @@ def _resize_shorter(img: Image.Image, size: int, resample: Image.Resampling) -> 
 def picture_from_pil(img: Image.Image, channels: int = 3, size: int | None = None) -> Picture:
     """Any Pillow image as a Picture: EXIF rotation applied, alpha set aside, shorter side ``size`` if given."""
     icc = img.info.get("icc_profile") or None
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
     alpha = _alpha_of(img)
-    rgb = to_rgb(img)  # transparency composited on white, as in training
-    if channels == 1:
-        rgb = rgb.convert("L")
+    target = "L" if channels == 1 else "RGB"
+    # Plain RGB (most photos) is used as decoded: each copy of a 24-megapixel photo is 72 MB.
+    rgb = img if img.mode == target else to_rgb(img)  # transparency composited on white, as in training
+    if rgb.mode != target:
+        rgb = rgb.convert(target)
     if size:
         rgb = _resize_shorter(rgb, size, Image.Resampling.BICUBIC)
         if alpha is not None:
@@ -142,6 +146,11 @@ def encode(pixels: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, imag
     buffer = io.BytesIO()
     img.save(buffer, format=pil_format, **options, **extra)
     return buffer.getvalue()
+
+
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """A batch of equal-sized images; a single one as a view, not a copy (it may be a 24-megapixel photo)."""
+    return images[0][None] if len(images) == 1 else torch.stack(images)
 
 
 def _to_unit(pixels: torch.Tensor) -> torch.Tensor:
@@ -284,7 +293,7 @@ class Translator:
         if not self._fits(*batch.shape[1:3]):
             outs = [self._tiled(net, image.permute(2, 0, 1)) for image in batch]
             recs = [self._tiled(back, out.permute(2, 0, 1)) for out in outs] if back is not None else None
-            return torch.stack(outs), (torch.stack(recs) if recs is not None else None)
+            return _stack(outs), (_stack(recs) if recs is not None else None)
         y = self._forward(net, _to_unit(batch.to(self.device).permute(0, 3, 1, 2)))
         rec = _to_uint8(self._forward(back, y)).permute(0, 2, 3, 1).contiguous().cpu() if back is not None else None
         return _to_uint8(y).permute(0, 2, 3, 1).contiguous().cpu(), rec
@@ -493,7 +502,7 @@ class _FolderRun:
                 members = [i for i, (job, _) in enumerate(items) if direction in job.outputs]
                 if not members:
                     continue
-                batch = torch.stack([items[i][1].pixels for i in members])
+                batch = _stack([items[i][1].pixels for i in members])
                 outs, recs = self.translator.translate_pixels(batch, direction, self.options.cycle)
                 for k, i in enumerate(members):
                     target, rec_target = items[i][0].outputs[direction]
