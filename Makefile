@@ -50,5 +50,11 @@ test: $(VENV)/.installed-test
 app: $(VENV)/.installed
 	$(BIN)/python app.py --checkpoints checkpoints --datasets datasets $(APP_ARGS)
 
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/translate_speed.py
+	$(BIN)/python benchmarks/eval_cost.py
+	$(BIN)/python benchmarks/app_latency.py --preset tiny
+
 clean-demo:
 	rm -rf $(RUN) outputs/shapes_AtoB outputs/shapes_BtoA

@@ -30,9 +30,18 @@ _SHOWN_SKIPS = 3  # how many skipped files a warning names
 
 
 def _candidate_files(folder: Path) -> list[Path]:
-    """Every regular file under ``folder``, hidden files and folders left out, in a stable order."""
+    """Every regular file under ``folder``, hidden files and folders left out, in a stable order.
+
+    Symlinked folders are followed, but each real folder is visited once, so a link loop ends.
+    """
     found = []
+    seen: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(root) / f for f in sorted(files) if not f.startswith(".")]
     return found

@@ -58,3 +58,8 @@ def test_train_state_refuses_pickled_code(tmp_path):
     torch.save({"x": Evil()}, tmp_path / "train_state.pt")
     with pytest.raises(CheckpointError):
         ckpt.load_state(tmp_path / "train_state.pt")
+
+
+def test_written_files_get_ordinary_permissions_not_mkstemps_0600(tmp_path):
+    ckpt.atomic_write_bytes(tmp_path / "config.json", b"{}")
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o666 & ~ckpt._UMASK

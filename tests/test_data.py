@@ -137,3 +137,9 @@ def test_dataset_items_are_a_pure_function_of_seed_epoch_and_index(shapes_dir):
         assert all(torch.equal(x, y) for x, y in zip(one[i], two[i]))
     two.set_epoch(3)
     assert not torch.equal(one[0][0], two[0][0]) or not torch.equal(one[1][0], two[1][0])
+
+
+def test_a_symlink_loop_does_not_hang_the_scan(tmp_path):
+    good = _png(tmp_path / "sub" / "a.png")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    assert find_images(tmp_path) == [good]
