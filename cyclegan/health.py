@@ -53,8 +53,9 @@ NONFINITE_LIMIT = 10  # NaN/inf steps in a row before training stops
 class RunWarnings:
     """The run folder's warnings.json: appended to (atomically) as warnings arise."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, write: bool = True) -> None:
         self.path = Path(run_dir) / WARNINGS_FILE
+        self.write = write  # False on the ranks of a distributed run that do not own the run folder
         self.items: list[dict[str, Any]] = read_warnings(run_dir)
 
     def add(self, kind: str, epoch: int, step: int, message: str) -> None:
@@ -71,6 +72,8 @@ class RunWarnings:
             self._write()
 
     def _write(self) -> None:
+        if not self.write:
+            return
         ckpt.atomic_write_bytes(self.path, (json.dumps(self.items, indent=2) + "\n").encode())
 
 
@@ -247,18 +250,24 @@ class RunHealth:
     """
 
     def __init__(self, run_dir: Path, config: Config, heldout: HeldOut | None,
-                 inception: nn.Module | None = None) -> None:
+                 inception: nn.Module | None = None, write: bool = True) -> None:
         t = config.train
         self.run_dir, self.config, self.heldout, self.inception = Path(run_dir), config, heldout, inception
-        self.warnings = RunWarnings(run_dir)
+        self.warnings = RunWarnings(run_dir, write)
         self.monitor = TrainingMonitor(self.warnings, t.select_by, t.patience, t.gan_loss)
         self.guard = NonFiniteGuard(self.warnings)
 
     @classmethod
     def create(cls, run_dir: Path, config: Config, heldout_a: list[Path], heldout_b: list[Path],
-               device: torch.device) -> "RunHealth":
-        """Load the held-out images (and the Inception network with --fid) unless evaluation is off."""
+               device: torch.device, is_main: bool = True) -> "RunHealth":
+        """Load the held-out images (and the Inception network with --fid) unless evaluation is off.
+
+        Only the main process of a distributed run evaluates and writes files (``is_main``); the
+        others still count their NaN/inf steps.
+        """
         t = config.train
+        if not is_main:
+            return cls(run_dir, config, None, write=False)
         if t.eval_every == 0:
             log.info("Held-out evaluation is off (--eval-every 0): no best/ checkpoint, no collapse checks")
             return cls(run_dir, config, None)

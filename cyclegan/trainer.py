@@ -348,7 +348,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     pools = (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank))
     epoch, batch_in_epoch, step = 0, 0, 0
     metrics = MetricsLog(run_dir / "metrics.csv")
-    health = RunHealth.create(run_dir, config, sample_a, sample_b, device)  # best/, warnings, skipped steps
+    # best/, warnings.json and skipped steps; only rank 0 evaluates and writes
+    health = RunHealth.create(run_dir, config, sample_a, sample_b, device, world.is_main)
     if state is not None:
         for name, net in models.named().items():
             path = run_dir / f"{name}.safetensors"
