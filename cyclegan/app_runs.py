@@ -9,7 +9,6 @@ headers, file names), so the app can re-list runs every few seconds.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 import shutil
@@ -21,6 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from . import checkpoint as ckpt
+from . import health
 from .config import Config
 from .data import load_image
 from .errors import CycleGANError, DataError
@@ -142,71 +142,12 @@ def check_weights_header(path: Path, expected: dict[str, tuple[int, ...]]) -> st
     return None
 
 
-def best_metadata_files(run_dir: Path) -> list[Path]:
-    """JSON files that may describe the best epoch: any in best/, then best.json beside it."""
-    return sorted((run_dir / ckpt.BEST_DIR).glob("*.json")) + [run_dir / "best.json"]
-
-
-def read_best(run_dir: Path) -> str:
-    """The best held-out metric as text, from the trainer's best-epoch metadata when there is one.
-
-    Read liberally ({"metric", "value", "epoch"}, or an epoch with ``val_*`` numbers), so the app
-    shows what the trainer recorded; anything else is "not known", never an error.
-    """
-    for path in best_metadata_files(run_dir):
-        if path.is_file() and (text := _describe_best(path)):
-            return text
-    return NOT_KNOWN
-
-
-def _describe_best(path: Path) -> str | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    epoch = data.get("epoch")
-    at = f" (epoch {epoch})" if isinstance(epoch, int) else ""
-    metric = data.get("metric") or data.get("select_by") or data.get("name")
-    value = data.get("value", data.get("score"))
-    if isinstance(metric, str) and isinstance(value, (int, float)):
-        return f"{metric} {value:.4g}{at}"
-    values = [f"{k} {v:.4g}" for k, v in data.items() if k.startswith("val_") and isinstance(v, (int, float))]
-    return ", ".join(values[:2]) + at if values else None
-
-
-def warning_files(run_dir: Path) -> list[Path]:
-    return sorted(p for p in run_dir.glob("warnings*") if p.suffix in (".txt", ".log", ".json"))
-
-
-def read_warnings(run_dir: Path) -> list[str]:
-    """Warnings the trainer or evaluator left in the run folder (``warnings*.txt|log|json``), one per item."""
-    lines: list[str] = []
-    for path in warning_files(run_dir):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        if path.suffix == ".json":
-            lines += _json_warnings(text)
-        else:
-            lines += [line.strip() for line in text.splitlines() if line.strip()]
-    return lines
-
-
-def _json_warnings(text: str) -> list[str]:
-    """A JSON list of warnings (strings, or objects with a "message"), bare or under "warnings"."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return [text.strip()] if text.strip() else []
-    if isinstance(data, dict):
-        data = data.get("warnings", [])
-    if not isinstance(data, list):
-        return []
-    return [item if isinstance(item, str) else str(item.get("message") or json.dumps(item))
-            for item in data if isinstance(item, (str, dict))]
+def describe_best(run_dir: Path) -> str:
+    """The best held-out metric as text, from the trainer's ``best/meta.json``; "not known" without one."""
+    meta = health.read_best(run_dir)
+    if meta is None or not isinstance(meta["value"], (int, float)):
+        return NOT_KNOWN
+    return f"{meta['metric']} {meta['value']:.4g} (epoch {meta['epoch']})"
 
 
 def inspect_run(run_dir: Path) -> RunInfo:
@@ -223,7 +164,7 @@ def inspect_run(run_dir: Path) -> RunInfo:
     info.epochs_done = epochs_done(run_dir)
     info.preset = config.preset
     info.resumable = (run_dir / ckpt.STATE_FILE).exists()
-    info.warnings = read_warnings(run_dir)
+    info.warnings = [str(w.get("message", "")) for w in health.read_warnings(run_dir)]
     expected = _expected_shapes(config)
     present = [n for n in ckpt.GENERATORS if ckpt.generator_path(run_dir, n).exists()]
     if not present:
@@ -236,7 +177,7 @@ def inspect_run(run_dir: Path) -> RunInfo:
         return info
     info.directions = tuple(d for d, g in _DIRECTION_GENERATOR.items() if g in present)
     info.has_best = any(ckpt.generator_path(run_dir, n, best=True).exists() for n in present)
-    info.best = read_best(run_dir)
+    info.best = describe_best(run_dir)
     info.usable = True
     return info
 
@@ -252,7 +193,7 @@ class RunCatalog:
         """Stamps of every file a description reads (files are replaced by rename, so mtimes move)."""
         paths = [run_dir, run_dir / ckpt.CONFIG_FILE, *(ckpt.generator_path(run_dir, g) for g in ckpt.GENERATORS),
                  run_dir / ckpt.STATE_FILE, run_dir / "samples", run_dir / ckpt.BEST_DIR,
-                 *best_metadata_files(run_dir), *warning_files(run_dir)]
+                 run_dir / ckpt.BEST_DIR / health.BEST_META, run_dir / health.WARNINGS_FILE]
         stamps = []
         for path in paths:
             try:

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from cyclegan import checkpoint as ckpt
+from cyclegan import health
 from cyclegan.app_jobs import JobBusy, TrainingJobs, last_error, log_lines, parse_progress
 from cyclegan.app_runs import PathRefused, RunCatalog, check_new_name, domain_name, list_datasets, safe_child, \
     save_uploaded_dataset
@@ -42,10 +43,12 @@ SIZE = (50, 37)  # not a multiple of 4: the app must hand back exactly the input
 
 @pytest.fixture(scope="module")
 def app_dirs(tmp_path_factory, shapes_dir) -> tuple[Path, Path]:
-    """checkpoints/ with a tiny trained run and a broken copy of it; datasets/ with one dataset."""
+    """checkpoints/ with a tiny trained run (evaluated, so it has best/ and plots/), a copy of it
+    trained too briefly to have best weights, and a broken copy; datasets/ with one dataset."""
     root = tmp_path_factory.mktemp("app")
     checkpoints, datasets = root / "checkpoints", root / "datasets"
     train(small_config(shapes_dir, epochs=1, epochs_decay=0), checkpoints / "tiny")
+    shutil.copytree(checkpoints / "tiny", checkpoints / "no_best", ignore=shutil.ignore_patterns(ckpt.BEST_DIR))
     broken = checkpoints / "broken"
     shutil.copytree(checkpoints / "tiny", broken)
     data = (broken / "G_BA.safetensors").read_bytes()
@@ -144,16 +147,19 @@ def test_server_lists_a_broken_run_as_unusable_with_the_reason(client, images):
     _, _, _, translate_choices, _, runs_choices, *_ = client.predict("tiny", "", "", api_name="/poll")
     usable = [value for _, value in translate_choices["choices"]]
     labels = {value: label for label, value in runs_choices["choices"]}
-    assert usable == ["tiny"]
+    assert usable == ["no_best", "tiny"]
     assert "unusable" in labels["broken"] and "G_BA.safetensors is not a readable safetensors file" in labels["broken"]
-    assert "tiny | shapes/trainA <-> shapes/trainB | 1/1 epochs | best:" in labels["tiny"]
+    assert re.search(r"^tiny \| shapes/trainA <-> shapes/trainB \| 1/1 epochs \| best: val_swd [0-9.e+]+ \(epoch 1\)$",
+                     labels["tiny"])
     with pytest.raises(AppError, match="cannot be used"):
         _translate(client, [images["good"]], run="broken")
 
 
 def test_server_best_weights_missing_is_a_clear_error(client, images):
     with pytest.raises(AppError, match="no best weights yet"):
-        _translate(client, [images["good"]], weights="best")
+        _translate(client, [images["good"]], run="no_best", weights="best")
+    _, downloads, _ = _translate(client, [images["good"]], run="tiny", weights="best")
+    assert len(downloads) == 1
 
 
 def test_server_runs_tab_shows_config_curves_and_sample_grids(client):
@@ -162,7 +168,9 @@ def test_server_runs_tab_shows_config_curves_and_sample_grids(client):
     assert json.loads(config)["model"]["ngf"] == 8
     assert losses["columns"] == ["step", "value", "series"]
     assert {"G", "cycle", "D_A", "D_B"} <= {series for _, _, series in losses["data"]}
-    assert len(grids) == 1 and grids[0]["caption"] == "epoch 1"
+    captions = [picture["caption"] for picture in grids]
+    assert captions[0] == "epoch 1"  # the sample grid first, then the curves drawn at the evaluation
+    assert {"losses", "lr", "heldout"} <= set(captions[1:])
 
 
 def test_server_twenty_concurrent_requests_from_several_threads_all_succeed(server, images):
@@ -222,7 +230,8 @@ def test_catalog_describes_good_and_broken_runs(app_dirs, tmp_path):
     runs = {r.name: r for r in RunCatalog(root).runs()}
     assert set(runs) == {"good", "one_way", "no_weights", "bad_config", "wrong_shape", "empty"}
     assert runs["good"].usable and runs["good"].directions == ("AtoB", "BtoA")
-    assert runs["good"].epochs_done == 1 and runs["good"].epochs_total == 1 and runs["good"].best == "not known"
+    assert runs["good"].epochs_done == 1 and runs["good"].epochs_total == 1
+    assert re.fullmatch(r"val_swd [0-9.e+]+ \(epoch 1\)", runs["good"].best) and runs["good"].has_best
     assert runs["one_way"].usable and runs["one_way"].directions == ("AtoB",) and "AtoB only" in runs["one_way"].label
     assert not runs["no_weights"].usable and "no generator weights" in runs["no_weights"].label
     assert not runs["bad_config"].usable and "not readable JSON" in runs["bad_config"].reason
@@ -244,19 +253,20 @@ def test_catalog_reinspects_a_run_only_when_its_files_change(app_dirs, tmp_path)
 def test_catalog_shows_the_best_epoch_and_warnings_when_the_run_recorded_them(app_dirs, tmp_path):
     root = tmp_path / "checkpoints"
     run = root / "run"
-    shutil.copytree(app_dirs[0] / "tiny", run)
-    assert RunCatalog(root).get("run").best == "not known"  # nothing recorded yet: degrade, never fail
-    (run / "best").mkdir()
-    for name in ckpt.GENERATORS:
-        shutil.copyfile(run / f"{name}.safetensors", run / "best" / f"{name}.safetensors")
-    (run / "best" / "best.json").write_text(json.dumps({"metric": "swd", "value": 0.12345, "epoch": 3}))
-    (run / "warnings.txt").write_text("mode collapse suspected at epoch 4\n\n")
+    shutil.copytree(app_dirs[0] / "no_best", run)
+    (run / health.WARNINGS_FILE).unlink(missing_ok=True)
+    info = RunCatalog(root).get("run")
+    assert info.best == "not known" and not info.has_best and info.warnings == []  # nothing recorded: degrade
+    translator = Translator.from_run(run, device="cpu")
+    health.save_best(run, translator.generators,
+                     {"epoch": 3, "step": 6, "metric": "val_swd", "value": 0.12345})
+    health.RunWarnings(run).add("collapse", 4, 8, "mode collapse suspected")
     info = RunCatalog(root).runs()[0]
-    assert info.has_best and info.best == "swd 0.1235 (epoch 3)" and "best: swd 0.1235 (epoch 3)" in info.label
-    assert info.warnings == ["mode collapse suspected at epoch 4"]
+    assert info.has_best and info.best == "val_swd 0.1235 (epoch 3)" and "best: val_swd 0.1235 (epoch 3)" in info.label
+    assert info.warnings == ["mode collapse suspected"]
     assert "mode collapse suspected" in describe_run(info) and "Best weights: available" in describe_run(info)
-    (run / "best" / "best.json").write_text(json.dumps({"epoch": 2, "val_cycle_l1": 0.5}))
-    assert RunCatalog(root).get("run").best == "val_cycle_l1 0.5 (epoch 2)"
+    (run / ckpt.BEST_DIR / health.BEST_META).write_text("{ cut short")
+    assert RunCatalog(root).get("run").best == "not known"  # a broken meta.json is not an error either
 
 
 def test_domain_names_are_short():
