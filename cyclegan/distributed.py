@@ -141,6 +141,18 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def finite_on_every_rank(value: torch.Tensor) -> bool:
+    """Whether ``value`` is finite on every rank (one host sync; one tiny all-reduce when distributed).
+
+    Ranks must agree to skip a step: a rank that skipped while another stepped would leave their
+    gradient all-reduces out of step, and the run would hang.
+    """
+    ok = torch.isfinite(value.detach()).all().float().reshape(1)
+    if dist.is_initialized():
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
+
+
 def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Average each tensor over the ranks in one collective (called at log time only)."""
     if not dist.is_initialized() or not values:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -80,6 +81,44 @@ def test_two_ranks_stay_identical_and_match_one_process_on_the_union_batch(tmp_p
             if key.endswith("weight"):
                 assert torch.allclose(r0[name][key], value, atol=1e-5), f"{name}.{key} differs from one process"
     assert any(not torch.equal(initial["G_AB"][k], v) for k, v in r0["G_AB"].items())  # it did train
+
+
+def _nan_rank_main(rank: int, port: int, out: str) -> None:
+    """Three steps on two ranks; at the second, rank 1 alone sees a NaN image."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    config = small_config(Path("."), pool_size=0)
+    device = distributed.setup(distributed.world_from_env(), torch.device("cpu"))
+    models = Models.build(config, device)
+    nets = prepare_for_training(models, config, device, nullcontext)
+    opt = Optimizers.build(models, config)
+    pools = (ImagePool(0), ImagePool(0))
+    skipped = []
+    for step in range(STEPS):
+        a, b = _batch(step, rank)
+        if step == 1 and rank == 1:
+            a = torch.full_like(a, float("nan"))
+        skipped.append(train_step(nets, opt, pools, a, b, config, nullcontext) is None)
+    torch.save({"skipped": skipped, **{n: m.state_dict() for n, m in models.named().items()}}, f"{out}/rank{rank}.pt")
+    distributed.cleanup()
+
+
+def test_a_nan_on_one_rank_is_skipped_by_every_rank(tmp_path):
+    # A rank that skips alone would leave the gradient all-reduces out of step: the ranks would hang.
+    processes = mp.spawn(_nan_rank_main, args=(_free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not processes.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in processes.processes:
+                process.kill()
+            pytest.fail("the ranks hung after a NaN loss on one of them")
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert r0.pop("skipped") == r1.pop("skipped") == [False, True, False]
+    for name, state in r0.items():
+        for key, value in state.items():
+            assert torch.isfinite(value).all() and torch.equal(value, r1[name][key]), f"{name}.{key}"
 
 
 def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:
