@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
 from .errors import ConfigError, CycleGANError
 
 log = logging.getLogger("cyclegan")
+FAILURES_FILE = "translate_failures.txt"  # written to the output folder: one "path<TAB>reason" line per failed input
 
 _DATA_FIELDS = ("domain_a", "domain_b", "test_a", "test_b")
 _FIELD_HELP = {
@@ -37,6 +39,10 @@ _FIELD_HELP = {
     "device": "auto (CUDA if present), cpu, cuda or cuda:N",
     "amp": "bf16 autocast (CUDA only)",
     "channels_last": "channels_last memory format (CUDA only)",
+    "compile": "torch.compile the networks (falls back to eager, with a warning, where it fails)",
+    "cache_images": "decode every image once into a uint8 cache (on the GPU, else pinned memory); "
+                    "crops and flips then run on the device",
+    "num_workers": "processes decoding training images (0: in the training process)",
     "log_every": "steps between rows of metrics.csv",
     "strict": "stop on an unreadable image instead of skipping it",
     "eval_every": "epochs between held-out evaluations (metrics.csv, best/, warnings, plots/); 0: off",
@@ -125,9 +131,13 @@ def cmd_translate(args: argparse.Namespace) -> int:
         progress=not args.quiet)
     print(summary.line(args.output))
     if summary.failed:
-        print(f"{len(summary.failed)} file(s) not translated; the reason for each is in the warnings above",
-              file=sys.stderr)
-    nothing_translated = summary.translated == 0 and bool(summary.failed)
+        from .checkpoint import atomic_write_bytes
+
+        report = Path(args.output) / FAILURES_FILE
+        atomic_write_bytes(report, "".join(f"{path}\t{reason}\n" for path, reason in summary.failed).encode())
+        print(f"{len(summary.failed)} file(s) not translated; the reason for each is in {report}", file=sys.stderr)
+    # a re-run whose good images all exist already, beside a bad file, has nothing left to do: not an error
+    nothing_translated = summary.translated == 0 and summary.skipped == 0 and bool(summary.failed)
     return 1 if nothing_translated or (args.strict and summary.failed) else 0
 
 
@@ -340,8 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s: %(message)s")
-    logging.getLogger("cyclegan").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    # Under torchrun only rank 0 reports progress; the other ranks still print warnings and errors.
+    quiet = args.quiet or os.environ.get("RANK", "0") != "0"
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")
+    logging.getLogger("cyclegan").setLevel(logging.WARNING if quiet else logging.INFO)
     from .trainer import TrainingInterrupted
 
     try:
