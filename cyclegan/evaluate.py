@@ -572,8 +572,10 @@ def run_heldout_paths(config: Config, data: str | Path | None = None) -> tuple[l
         if missing:
             raise DataError(f"{', '.join(missing)} not found: --data needs testA/ and testB/ (or drop --data to use "
                             "the run's own held-out images)")
-        return (limit_paths(find_images(folders[0], label="testA folder"), 0, 1),
-                limit_paths(find_images(folders[1], label="testB folder"), 0, 2), f"{data}/testA, testB")
+        # the same choice as training makes from a test folder (the run's seed), when there are more than 200
+        seed = config.train.seed
+        return (limit_paths(find_images(folders[0], label="testA folder"), seed, 1),
+                limit_paths(find_images(folders[1], label="testB folder"), seed, 2), f"{data}/testA, testB")
     t = config.train
     _, held_a = heldout_for(t, "A", find_images(t.domain_a, label="domain A folder"))
     _, held_b = heldout_for(t, "B", find_images(t.domain_b, label="domain B folder"))
@@ -591,6 +593,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, device:
     from .networks import build_discriminator
 
     translator = Translator.from_run(run_dir, device=device, best=best)
+    # cycle metrics need both generators: a one-direction import gets a CheckpointError that says so
+    g_ab, g_ba = translator.generator("AtoB"), translator.generator("BtoA")
     config = translator.config
     paths_a, paths_b, note = run_heldout_paths(config, data)
     heldout = HeldOut.from_paths(paths_a, paths_b, config.train.crop_size, translator.device)
@@ -602,7 +606,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None = None, *, device:
     inception = inception_network(inception_weights) if fid or inception_weights else None
     if inception is not None:
         inception.to(translator.device)
-    results = evaluate_heldout(translator.generators["G_AB"], translator.generators["G_BA"], heldout,
+    results = evaluate_heldout(g_ab, g_ba, heldout,
                                D_A=discriminators.get("D_A"), D_B=discriminators.get("D_B"), inception=inception)
     if data is not None and any(ground_truth_pairs(Path(data), d) for d in GROUND_TRUTH):
         for direction, scores in evaluate_ground_truth(translator, data).items():

@@ -178,3 +178,6 @@ def test_cli_import_then_translate(tmp_path, capsys):
     assert main(["-q", "translate", "--run", str(run), "--direction", "BtoA", "--input", str(tmp_path / "horse.jpg"),
                  "--output", str(tmp_path / "out")]) == 1
     assert "cannot translate BtoA" in capsys.readouterr().err
+    # held-out metrics need both generators: a one-way import gets the same clear error, not a traceback
+    assert main(["-q", "evaluate", "--run", str(run), "--data", str(tmp_path)]) == 1
+    assert "no G_BA generator" in capsys.readouterr().err
