@@ -3,7 +3,9 @@
 Every file goes to a temporary name in the same folder, is flushed and fsync'd, then renamed over
 the old one, so a crash or kill at any moment leaves the previous good file readable. Weights are
 safetensors (loading never runs pickled code); train_state.pt holds only tensors and plain values
-and is read with ``torch.load(weights_only=True)``.
+and is read with ``torch.load(weights_only=True)``. train_state.pt carries its own copy of the four
+networks, written last: whatever moment a kill interrupts a save, it and the networks in it agree,
+so resuming is exact even when the *.safetensors beside it were already replaced.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ DISCRIMINATORS = ("D_A", "D_B")
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
 BEST_DIR = "best"
+_STATE_KEYS = {"epoch", "batch", "step", "models", "opt_G", "opt_D"}  # what train_state.pt must hold to resume
 
 
 def _current_umask() -> int:
@@ -123,13 +126,18 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: Path) -> dict[str, Any]:
+    """train_state.pt, checked to hold what an exact resume needs (networks, optimizers, position)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; this run cannot be resumed (it has no training state)") from None
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise CheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc}); this run cannot be "
                               "resumed, start a new one") from None
+    missing = sorted(_STATE_KEYS - state.keys()) if isinstance(state, dict) else sorted(_STATE_KEYS)
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}; this run cannot be resumed, start a new one")
+    return state
 
 
 def load_config(run_dir: str | Path) -> Config:

@@ -111,17 +111,13 @@ def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def _finite(loss: torch.Tensor) -> bool:
-    """Whether a loss is a real number (one host sync; an update from a NaN/inf loss would ruin the weights)."""
-    return bool(torch.isfinite(loss).item())
-
-
 def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
                real_b: torch.Tensor, config: Config, autocast) -> dict[str, torch.Tensor] | None:
     """One CycleGAN update: generators first (discriminators frozen), then discriminators on pooled fakes.
 
     Returns detached losses as tensors, so the caller decides when to pay for a host sync; or None
-    when a loss was NaN/inf, in which case that network's update (and the rest of the step) is skipped.
+    when a loss was NaN/inf, in which case that network's update (and the rest of the step) is skipped:
+    a NaN in the discriminator loss comes after the generator update, which stays applied.
     """
     t = config.train
     G_AB, G_BA, D_A, D_B = models.G_AB, models.G_BA, models.D_A, models.D_B
@@ -144,7 +140,9 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
             idt = torch.zeros((), device=real_a.device)
         loss_g = adv + cyc + idt
     loss_g.backward()
-    if not _finite(loss_g):  # checked before the pool sees the fakes, so NaNs never enter it
+    # An update from a NaN/inf loss would ruin the weights. Checked before the pool sees the fakes,
+    # so NaNs never enter it; this is the one host sync per update.
+    if not distributed.finite_on_every_rank(loss_g):
         return None
     opt.G.step()
 
@@ -155,7 +153,7 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
         loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a)))
         loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b)))
     (loss_d_a + loss_d_b).backward()
-    if not _finite(loss_d_a + loss_d_b):
+    if not distributed.finite_on_every_rank(loss_d_a + loss_d_b):
         return None
     opt.D.step()
     return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
@@ -188,15 +186,21 @@ def _stop_on_sigint(flag: dict[str, bool]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def prepare_run(config: Config, run_dir: Path) -> None:
-    """Create a new run folder with its config.json; never touch one that already has files."""
+def check_new_run(config: Config, run_dir: Path) -> None:
+    """Refuse a run folder that already has files (never overwrite a run) or an invalid config."""
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CheckpointError(f"run folder {run_dir} already exists; resume it with `cyclegan train --resume "
                               f"{run_dir}` or choose another --run name")
     validate(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / ckpt.CONFIG_FILE)
+
+
+def write_run_config(config: Config, run_dir: Path, resume: bool) -> None:
+    """config.json of a new run (creating its folder), or the resumed run's (which may extend the epochs)."""
+    if not resume:
+        check_new_run(config, run_dir)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    config.save(Path(run_dir) / ckpt.CONFIG_FILE)
 
 
 def merge_resume_config(saved: Config, overrides: dict[str, object]) -> Config:
@@ -321,10 +325,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     device = distributed.setup(world, select_device(config.train.device))
     if resume:
         state = ckpt.load_state(run_dir / ckpt.STATE_FILE)
-        # the resumed config may extend the epochs
-        distributed.run_on_main(lambda: config.save(run_dir / ckpt.CONFIG_FILE))
     else:
-        distributed.run_on_main(lambda: prepare_run(config, run_dir))
+        distributed.run_on_main(lambda: check_new_run(config, run_dir))
         state = None
     t = config.train
     torch.manual_seed(t.seed)
@@ -340,6 +342,9 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
              len(paths_a), t.domain_a, len(paths_b), t.domain_b, device)
     dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed)
     shard_length = _shard_length(len(dataset), world)
+    # Written only now that the data is known to be usable: a first attempt at unreadable folders
+    # leaves no half-made run folder behind to block the retry.
+    distributed.run_on_main(lambda: write_run_config(config, run_dir, resume))
     cache = fastpath.ImageCache.build(dataset, device) if t.cache_images else None
 
     models = Models.build(config, device)
@@ -351,13 +356,12 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     # best/, warnings.json and skipped steps; only rank 0 evaluates and writes
     health = RunHealth.create(run_dir, config, sample_a, sample_b, device, world.is_main)
     if state is not None:
+        # The networks come from train_state.pt, not from the *.safetensors beside it: a kill while
+        # a checkpoint was being written can leave those one save ahead of the optimizer state.
         for name, net in models.named().items():
-            path = run_dir / f"{name}.safetensors"
-            if ckpt.weights_step(path) != state["step"]:
-                raise CheckpointError(f"{path} is from step {ckpt.weights_step(path)} but train_state.pt is from "
-                                      f"step {state['step']} (a save was interrupted); this run cannot be resumed "
-                                      "exactly")
-            ckpt.load_weights(net, path)
+            saved = state["models"].get(name, {})
+            ckpt.check_state_dict(net, saved, run_dir / ckpt.STATE_FILE)
+            net.load_state_dict(saved)
         opt.load_state_dict(state["opt_G"], state["opt_D"])
         _restore_pools(pools, state, world, device)
         epoch, step = state["epoch"], state["step"]
@@ -383,6 +387,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                 ckpt.save_weights(net, run_dir / f"{name}.safetensors", step)
             ckpt.save_state(run_dir / ckpt.STATE_FILE, {
                 "epoch": epoch, "batch": batch_in_epoch, "step": step,
+                "models": {name: net.state_dict() for name, net in models.named().items()},
                 "opt_G": opt.G.state_dict(), "opt_D": opt.D.state_dict(),
                 "pool_A": pools[0].state_dict(), "pool_B": pools[1].state_dict(),
                 "world_size": world.size, "pools": pools_by_rank, "health": health.state_dict(),

@@ -13,7 +13,7 @@ import torch
 
 from cyclegan import checkpoint as ckpt
 from cyclegan.config import Config
-from cyclegan.errors import CheckpointError, ConfigError
+from cyclegan.errors import CheckpointError, ConfigError, CycleGANError
 from cyclegan.trainer import TrainingInterrupted, lr_factor, merge_resume_config, train
 
 from conftest import small_config
@@ -51,6 +51,28 @@ def test_two_epochs_straight_equal_one_plus_resume_plus_one(tmp_path, shapes_dir
     train(saved, split, resume=True)
     assert _max_difference(_weights(straight), _weights(split)) <= 1e-6
     assert json.loads((split / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_a_kill_between_the_weight_files_and_train_state_still_resumes_exactly(tmp_path, shapes_dir):
+    straight = train(small_config(shapes_dir, epochs=2, epochs_decay=0), tmp_path / "straight")
+    split = train(small_config(shapes_dir, epochs=1, epochs_decay=0), tmp_path / "split")
+    # what a kill part-way through the second epoch's save leaves: two networks already replaced by
+    # their step-12 versions, train_state.pt still at step 6
+    for name in ("G_AB", "D_B"):
+        (split / f"{name}.safetensors").write_bytes((straight / f"{name}.safetensors").read_bytes())
+    assert ckpt.load_state(split / ckpt.STATE_FILE)["step"] == 6
+    train(merge_resume_config(ckpt.load_config(split), {"epochs": 2}), split, resume=True)
+    assert _max_difference(_weights(straight), _weights(split)) <= 1e-6
+
+
+def test_a_first_attempt_at_a_bad_folder_leaves_no_run_behind(tmp_path, shapes_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CycleGANError, match="empty"):
+        train(small_config(shapes_dir, domain_a=str(empty)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    train(small_config(shapes_dir), tmp_path / "run")  # the retry with the right folder just works
+    assert (tmp_path / "run" / ckpt.STATE_FILE).exists()
 
 
 def test_an_interrupted_epoch_resumes_exactly(tmp_path, shapes_dir):
