@@ -81,7 +81,9 @@ def test_translate_an_upload_in_the_browser(page, tmp_path):
     page.wait_for_function("document.querySelectorAll('#results img').length >= 2")
     output = page.locator("#results img").nth(1)
     output.wait_for(state="visible")
-    assert output.evaluate("img => img.complete && img.naturalWidth > 0")  # decoded, not a broken link
+    # decoded, not a broken link: waited for, since a visible <img> may still be loading its file
+    page.wait_for_function("() => { const img = document.querySelectorAll('#results img')[1];"
+                           " return img.complete && img.naturalWidth > 0; }")
     assert "Translated 1 of 1" in page.locator("#translate-status").inner_text()
     assert "red_AtoB" in page.locator("#downloads").inner_text()  # name and extension are drawn apart
     page.screenshot(path=str(tmp_path / "translate.png"), full_page=True)
