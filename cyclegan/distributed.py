@@ -141,16 +141,17 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
-def finite_on_every_rank(value: torch.Tensor) -> bool:
-    """Whether ``value`` is finite on every rank (one host sync; one tiny all-reduce when distributed).
+def nonfinite_on_any_rank(value: torch.Tensor) -> torch.Tensor:
+    """1.0 when ``value`` is NaN/inf on any rank, else 0.0: a 0-dim float tensor on its device,
+    computed without a host sync (one tiny all-reduce when distributed).
 
     Ranks must agree to skip a step: a rank that skipped while another stepped would leave their
-    gradient all-reduces out of step, and the run would hang.
+    models out of step.
     """
-    ok = torch.isfinite(value.detach()).all().float().reshape(1)
+    flag = (~torch.isfinite(value.detach())).any().float()
     if dist.is_initialized():
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    return bool(ok.item())
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return flag
 
 
 def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -212,22 +212,38 @@ def score_gap(real: float, fake: float, gan_loss: str) -> float:
 
 
 class NonFiniteGuard:
-    """Counts training steps skipped for NaN/inf losses; says when there have been too many in a row."""
+    """Counts training steps skipped for NaN/inf losses; says when there have been too many in a row.
+
+    The counting happens on the device (``note``, every step, no host sync); the host reads the
+    counts only when ``check``-ed, at logging steps and at the end of each epoch.
+    """
 
     def __init__(self, warnings: RunWarnings, limit: int = NONFINITE_LIMIT) -> None:
         self.warnings, self.limit = warnings, limit
-        self.in_a_row = 0
         self.in_epoch = 0
+        self._streak: torch.Tensor | None = None  # skipped steps in a row, up to the latest one
+        self._longest: torch.Tensor | None = None  # the longest streak since the last check
+        self._count: torch.Tensor | None = None  # skipped steps since the last check
 
-    def skipped(self, step: int) -> bool:
-        """Record a skipped step; True when ``limit`` steps in a row were skipped (time to stop)."""
-        self.in_a_row += 1
-        self.in_epoch += 1
-        log.warning("step %d: NaN/inf loss, update skipped (%d in a row)", step, self.in_a_row)
-        return self.in_a_row >= self.limit
+    def note(self, skipped: torch.Tensor) -> None:
+        """Count one step: ``skipped`` is 1.0 for a skipped step, 0.0 for one that updated."""
+        if self._streak is None:
+            self._streak, self._longest, self._count = (torch.zeros_like(skipped) for _ in range(3))
+        self._streak = (self._streak + 1) * skipped
+        self._longest = torch.maximum(self._longest, self._streak)
+        self._count = self._count + skipped
 
-    def ok(self) -> None:
-        self.in_a_row = 0
+    def check(self, step: int) -> bool:
+        """Read the counts (one host sync); True when ``limit`` steps in a row were skipped (time to stop)."""
+        if self._count is None:
+            return False
+        count, longest = int(self._count.item()), int(self._longest.item())
+        self._count = torch.zeros_like(self._count)
+        self._longest = self._streak.clone()
+        if count:
+            self.in_epoch += count
+            log.warning("%d step(s) up to step %d had NaN/inf losses; their updates were skipped", count, step)
+        return longest >= self.limit
 
     def end_epoch(self, epoch: int, step: int) -> int:
         """Write one warning for the epoch's skipped steps (if any); returns their count."""
@@ -242,9 +258,10 @@ class NonFiniteGuard:
 
 
 class RunHealth:
-    """Everything the training loop asks about health, behind four calls.
+    """Everything the training loop asks about health, behind a few calls.
 
-    ``note_step`` after every step (NaN/inf steps are counted; True means stop), ``end_epoch`` after
+    ``note_step`` after every step (NaN/inf steps are counted on the device), ``check_skipped`` at
+    logging steps and epoch ends (True: too many in a row, stop), ``end_epoch`` after
     every epoch (held-out evaluation when due, a metrics.csv row, best/, warnings, plots; True means
     --patience ran out), and ``state_dict``/``resume`` for train_state.pt.
     """
@@ -286,12 +303,14 @@ class RunHealth:
         if state:
             self.monitor.load_state_dict(state)
 
-    def note_step(self, skipped: bool, epoch: int, step: int) -> bool:
-        """Count a step; True when so many in a row had NaN/inf losses that training must stop."""
-        if not skipped:
-            self.guard.ok()
-            return False
-        if not self.guard.skipped(step):
+    def note_step(self, skipped: torch.Tensor) -> None:
+        """Count a step (on the device: no host sync); ``skipped`` is 1.0 when its update was skipped."""
+        self.guard.note(skipped)
+
+    def check_skipped(self, epoch: int, step: int) -> bool:
+        """At a logging step or an epoch's end: True when so many steps in a row had NaN/inf losses
+        that training must stop (the divergence warning is then written)."""
+        if not self.guard.check(step):
             return False
         self.guard.end_epoch(epoch, step)
         return True

@@ -86,23 +86,28 @@ class Optimizers:
     def build(cls, models: Models, config: Config) -> "Optimizers":
         t = config.train
         betas = (t.beta1, t.beta2)
-        # Fused Adam (one kernel for all parameters) on CUDA; the default elsewhere.
-        fused = True if next(models.G_AB.parameters()).is_cuda else None
+        # Fused Adam, on CUDA and on the CPU alike: one kernel for all parameters, and it can skip an
+        # update on the device (``step_unless``), which the other Adam implementations cannot.
         return cls(
             torch.optim.Adam(itertools.chain(models.G_AB.parameters(), models.G_BA.parameters()), t.lr, betas,
-                             fused=fused),
+                             fused=True),
             torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas,
-                             fused=fused),
+                             fused=True),
         )
 
     def load_state_dict(self, opt_g: dict, opt_d: dict) -> None:
-        """Load saved optimizer states but keep this device's choice of fused kernels (a run saved on
-        a GPU may resume on the CPU and the other way round)."""
-        for optimizer, state in ((self.G, opt_g), (self.D, opt_d)):
-            fused = [group.get("fused") for group in optimizer.param_groups]
-            optimizer.load_state_dict(state)
-            for group, flag in zip(optimizer.param_groups, fused):
-                group["fused"] = flag
+        self.G.load_state_dict(opt_g)
+        self.D.load_state_dict(opt_d)
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``optimizer.step()``, skipped on the device when ``skip`` is 1.0: no host sync.
+
+    Fused Adam reads ``found_inf`` as torch.amp.GradScaler hands it over: where it is 1, the
+    kernel leaves the weights, the moments and the step count untouched.
+    """
+    optimizer.found_inf = skip
+    optimizer.step()
 
 
 def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
@@ -112,12 +117,14 @@ def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
 
 
 def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
-               real_b: torch.Tensor, config: Config, autocast) -> dict[str, torch.Tensor] | None:
+               real_b: torch.Tensor, config: Config, autocast) -> dict[str, torch.Tensor]:
     """One CycleGAN update: generators first (discriminators frozen), then discriminators on pooled fakes.
 
-    Returns detached losses as tensors, so the caller decides when to pay for a host sync; or None
-    when a loss was NaN/inf, in which case that network's update (and the rest of the step) is skipped:
-    a NaN in the discriminator loss comes after the generator update, which stays applied.
+    Returns detached losses as tensors, so the caller decides when to pay for a host sync, and
+    ``skipped``: 1.0 when a loss was NaN/inf on any rank. A NaN/inf generator loss skips the whole
+    step (both updates, and its fakes stay out of the history pool); a NaN/inf discriminator loss
+    skips the discriminator update, after the generator update was applied. All of it is decided
+    on the device: the step never waits for the host.
     """
     t = config.train
     G_AB, G_BA, D_A, D_B = models.G_AB, models.G_BA, models.D_A, models.D_B
@@ -140,24 +147,21 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
             idt = torch.zeros((), device=real_a.device)
         loss_g = adv + cyc + idt
     loss_g.backward()
-    # An update from a NaN/inf loss would ruin the weights. Checked before the pool sees the fakes,
-    # so NaNs never enter it; this is the one host sync per update.
-    if not distributed.finite_on_every_rank(loss_g):
-        return None
-    opt.G.step()
+    bad_g = distributed.nonfinite_on_any_rank(loss_g)  # an update from a NaN/inf loss would ruin the weights
+    step_unless(opt.G, bad_g)
 
     _set_requires_grad([D_A, D_B], True)
     opt.D.zero_grad(set_to_none=True)
     pool_a, pool_b = pools
     with autocast():
-        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a)))
-        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b)))
+        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a, bad_g)))
+        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b, bad_g)))
     (loss_d_a + loss_d_b).backward()
-    if not distributed.finite_on_every_rank(loss_d_a + loss_d_b):
-        return None
-    opt.D.step()
+    skipped = torch.maximum(bad_g, distributed.nonfinite_on_any_rank(loss_d_a + loss_d_b))
+    step_unless(opt.D, skipped)
     return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
-            "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach()}
+            "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(),
+            "skipped": skipped}
 
 
 @contextmanager
@@ -234,7 +238,7 @@ def _diverged(models: Models, save_checkpoint: Callable[[], None], epoch: int, s
     else:
         kept = "the weights are no longer finite, so the checkpoint of the last finished epoch was kept"
     return TrainingDiverged(
-        f"training diverged at epoch {epoch}, step {step}: the last {NONFINITE_LIMIT} steps all had NaN/inf "
+        f"training diverged at epoch {epoch}, step {step}: {NONFINITE_LIMIT} or more steps in a row had NaN/inf "
         f"losses; {kept}. Try a new run with a lower --lr or --gan-loss lsgan, or continue with "
         f"`cyclegan train --resume {run_dir}`")
 
@@ -409,7 +413,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                                     world_size=world.size)
             loader = fastpath.epoch_batches(dataset, cache, indices, t, device)
             sums: dict[str, torch.Tensor] = {}
-            since_log = 0
+            updated = torch.zeros((), device=device)  # steps since the last log whose update was applied
             bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
                        initial=batch_in_epoch, total=batch_in_epoch + len(loader), disable=not world.is_main)
             for real_a, real_b in bar:
@@ -419,21 +423,25 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                     real_a = real_a.contiguous(memory_format=torch.channels_last)
                     real_b = real_b.contiguous(memory_format=torch.channels_last)
                 losses = train_step(nets, opt, pools, real_a, real_b, config, autocast)
-                for k, v in (losses or {}).items():  # None: a NaN/inf loss, update skipped
-                    sums[k] = sums.get(k, 0) + v.float()
-                since_log += losses is not None
+                skipped = losses.pop("skipped")  # 1.0: a NaN/inf loss, update skipped; its losses are left out
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0) + torch.where(skipped.bool(), 0.0, v.float())
+                updated = updated + (1 - skipped)
+                health.note_step(skipped)
                 step += 1
                 batch_in_epoch += 1
-                if step % t.log_every == 0:
-                    means = {k: (v / since_log).item() for k, v in distributed.mean_over_ranks(sums).items()}
+                if step % t.log_every == 0:  # the host reads the losses back only here
+                    count = int(updated.item())  # the same on every rank: skips are agreed on
+                    sums = distributed.mean_over_ranks(sums)
+                    means = {k: (v / count).item() for k, v in sums.items()} if count else {}
                     if world.is_main:
                         metrics.append({"epoch": epoch + 1, "step": step, "lr": lr,
                                         "seconds": round(time.time() - started, 2), **means})
                     bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
-                    sums, since_log = {}, 0
-                if health.note_step(losses is None, epoch + 1, step):
-                    bar.close()
-                    raise _diverged(models, save_checkpoint, epoch + 1, step, run_dir)
+                    sums, updated = {}, torch.zeros((), device=device)
+                    if health.check_skipped(epoch + 1, step):
+                        bar.close()
+                        raise _diverged(models, save_checkpoint, epoch + 1, step, run_dir)
                 if _stop_now(stop, step, should_stop, world, t.log_every, device):
                     bar.close()
                     save_checkpoint()
@@ -442,6 +450,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                         f"stopped at epoch {epoch + 1}, step {step}; checkpoint saved, continue with "
                         f"`cyclegan train --resume {run_dir}`")
             bar.close()
+            if health.check_skipped(epoch + 1, step):
+                raise _diverged(models, save_checkpoint, epoch + 1, step, run_dir)
             epoch += 1
             batch_in_epoch = 0
             if world.is_main:

@@ -99,7 +99,7 @@ def _nan_rank_main(rank: int, port: int, out: str) -> None:
         a, b = _batch(step, rank)
         if step == 1 and rank == 1:
             a = torch.full_like(a, float("nan"))
-        skipped.append(train_step(nets, opt, pools, a, b, config, nullcontext) is None)
+        skipped.append(bool(train_step(nets, opt, pools, a, b, config, nullcontext)["skipped"]))
     torch.save({"skipped": skipped, **{n: m.state_dict() for n, m in models.named().items()}}, f"{out}/rank{rank}.pt")
     distributed.cleanup()
 

@@ -15,7 +15,8 @@ from cyclegan import checkpoint as ckpt
 from cyclegan import fastpath
 from cyclegan.data import UnpairedDataset, find_images
 from cyclegan.networks import build_generator
-from cyclegan.trainer import Models, Optimizers, train
+from cyclegan.pool import ImagePool
+from cyclegan.trainer import Models, Optimizers, train, train_step
 
 from conftest import small_config
 
@@ -96,14 +97,10 @@ def test_compiled_cached_training_matches_the_plain_loop(tmp_path, shapes_dir, m
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
 
 
-def test_resumed_optimizer_keeps_this_devices_kernel_choice(config):
-    models = Models.build(config, torch.device("cpu"))
-    opt = Optimizers.build(models, config)
-    saved_g, saved_d = opt.G.state_dict(), opt.D.state_dict()
-    for state in (saved_g, saved_d):
-        state["param_groups"][0]["fused"] = True  # as saved by a run on a GPU
-    opt.load_state_dict(saved_g, saved_d)
-    assert opt.G.param_groups[0]["fused"] is None and opt.D.param_groups[0]["fused"] is None
+def test_optimizers_are_fused_on_the_cpu_too(config):
+    # fused Adam is what lets a NaN/inf step be skipped on the device (trainer.step_unless)
+    opt = Optimizers.build(Models.build(config, torch.device("cpu")), config)
+    assert opt.G.param_groups[0]["fused"] is True and opt.D.param_groups[0]["fused"] is True
 
 
 @needs_cuda
@@ -125,3 +122,20 @@ def test_cuda_fast_path_trains(tmp_path, shapes_dir):
                           channels_last=True, compile=True, cache_images=True)
     run = train(config, tmp_path / "run")
     assert all(torch.isfinite(v).all() for v in _all_weights(run).values())
+
+
+@needs_cuda
+def test_cuda_training_step_never_waits_for_the_host(config):
+    device = torch.device("cuda")
+    models = Models.build(config, device)
+    opt, pools = Optimizers.build(models, config), (ImagePool(4), ImagePool(4))
+    a, b = torch.rand(2, 2, 3, 32, 32, device=device) * 2 - 1
+    train_step(models, opt, pools, a, b, config, nullcontext)  # warm-up: lazy initialisation may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host sync inside the step now raises
+    try:
+        for _ in range(3):
+            losses = train_step(models, opt, pools, a, b, config, nullcontext)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert float(losses["skipped"]) == 0.0

@@ -33,3 +33,17 @@ def test_pool_state_replays_exactly():
     copy.load_state_dict(pool.state_dict())
     batch = torch.full((4, 3, 2, 2), 50.0)
     assert torch.equal(pool.query(batch), copy.query(batch))
+
+
+def test_a_skipped_steps_fakes_stay_out_of_the_pool():
+    pool = ImagePool(size=2, seed=3)
+    skip, keep = torch.ones(()), torch.zeros(())
+    pool.query(torch.full((1, 3, 2, 2), float("nan")), skip)  # filling: a blank image takes the slot
+    pool.query(torch.full((1, 3, 2, 2), 1.0), keep)
+    assert torch.equal(pool.images[0], torch.zeros(1, 3, 2, 2)) and torch.equal(pool.images[1], torch.ones(1, 3, 2, 2))
+    for _ in range(10):  # full: NaN fakes may be answered with stored images but never replace them
+        pool.query(torch.full((1, 3, 2, 2), float("nan")), skip)
+    assert all(torch.isfinite(image).all() for image in pool.images)
+    for i in range(10):
+        pool.query(torch.full((1, 3, 2, 2), 5.0 + i), keep)
+    assert any(image[0, 0, 0, 0] >= 5 for image in pool.images)  # kept steps still enter it
