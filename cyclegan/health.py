@@ -322,6 +322,8 @@ class RunHealth:
         t = self.config.train
         total = t.epochs + t.epochs_decay
         if self.heldout is None or not (epoch % t.eval_every == 0 or epoch == total):
+            if skipped:  # recorded whether or not the epoch is evaluated, for `cyclegan report`
+                metrics.append_or_merge({"epoch": epoch, "step": step, "skipped_steps": skipped})
             return False
         started = time.time()
         results = evaluate_heldout(models["G_AB"], models["G_BA"], self.heldout, D_A=models["D_A"],
@@ -373,7 +375,7 @@ def run_report(run_dir: str | Path) -> dict[str, Any]:
         "evaluations": len(evaluations),
         "latest_epoch": int(float(evaluations[-1]["epoch"])) if evaluations else None,
         "latest": latest,
-        "skipped_steps": sum(int(float(r.get("skipped_steps") or 0)) for r in evaluations),
+        "skipped_steps": sum(int(float(r.get("skipped_steps") or 0)) for r in rows),
         "warnings": read_warnings(run_dir),
         "plots": [str(p) for p in save_training_plots(run_dir, best["epoch"] if best else None)],
     }

@@ -146,6 +146,12 @@ def test_a_nan_loss_is_skipped_and_reported(tmp_path, shapes_dir, monkeypatch):
     assert steps == sorted(set(steps))
 
 
+def test_skipped_steps_are_reported_without_evaluation_too(tmp_path, shapes_dir, monkeypatch):
+    _nan_on_calls(monkeypatch, {5})
+    run = train(small_config(shapes_dir, epochs=1, epochs_decay=1, eval_every=0), tmp_path / "run")
+    assert health.run_report(run)["skipped_steps"] == 1 and _kinds(run) == ["divergence"]
+
+
 def test_repeated_nan_losses_stop_training_with_a_resumable_checkpoint(tmp_path, shapes_dir, monkeypatch):
     _nan_on_calls(monkeypatch, None)
     with pytest.raises(TrainingDiverged, match="--resume"):
