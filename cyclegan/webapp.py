@@ -274,19 +274,15 @@ def losses_frame(rows: list[dict[str, str]]):
     return pd.DataFrame(records, columns=["step", "value", "series"])
 
 
-_NOT_METRICS = {"epoch", "step", "lr", "seconds"}
-
-
 def metrics_frame(rows: list[dict[str, str]]):
-    """The held-out metric columns of metrics.csv per epoch: the ``val_`` ones when the trainer wrote
-    any, else every column that is not a loss, the learning rate or a counter."""
+    """The held-out SWD columns of metrics.csv per epoch (``val_swd*``: each direction, their mean,
+    and the input-unchanged baselines). One scale on one chart; the other held-out metrics, on their
+    own scales, are in the run's plots/heldout.png, shown in the gallery below."""
     import pandas as pd
 
-    columns = {k for r in rows for k in r}
-    chosen = ({k for k in columns if k.startswith("val_")}
-              or {k for k in columns if k not in _NOT_METRICS and not k.startswith("loss_")})
-    records = [{"epoch": float(r["epoch"]), "value": float(v), "series": k}
-               for r in rows if _is_number(r.get("epoch")) for k, v in r.items() if k in chosen and _is_number(v)]
+    records = [{"epoch": float(r["epoch"]), "value": float(v), "series": k.removeprefix("val_")}
+               for r in rows if _is_number(r.get("epoch"))
+               for k, v in r.items() if k.startswith("val_swd") and _is_number(v)]
     return pd.DataFrame(records, columns=["epoch", "value", "series"])
 
 
@@ -543,7 +539,8 @@ def build_ui(app: WebApp):
                 with gr.Row():
                     loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Losses (metrics.csv)")
                     metric_plot = gr.LinePlot(x="epoch", y="value", color="series",
-                                              label="Held-out metrics (when the run logged them)")
+                                              label="Held-out SWD per epoch, lower is better "
+                                                    "(swd_identity: the input unchanged)")
                 grids = gr.Gallery(label="Sample grids, newest first: real A, A→B, A→B→A, real B, B→A, B→A→B",
                                    columns=1, format="png", object_fit="contain", height="auto")
                 config = gr.Code(language="json", label="config.json")

@@ -163,11 +163,14 @@ def test_server_best_weights_missing_is_a_clear_error(client, images):
 
 
 def test_server_runs_tab_shows_config_curves_and_sample_grids(client):
-    info, config, losses, _metrics, grids = client.predict("tiny", api_name="/show_run")
+    info, config, losses, metrics, grids = client.predict("tiny", api_name="/show_run")
     assert "1 of 1 epochs" in info
     assert json.loads(config)["model"]["ngf"] == 8
     assert losses["columns"] == ["step", "value", "series"]
     assert {"G", "cycle", "D_A", "D_B"} <= {series for _, _, series in losses["data"]}
+    assert metrics["columns"] == ["epoch", "value", "series"]  # one scale: the SWDs and their baselines
+    assert {series for _, _, series in metrics["data"]} == {"swd_AtoB", "swd_identity_AtoB", "swd_BtoA",
+                                                           "swd_identity_BtoA", "swd"}
     captions = [picture["caption"] for picture in grids]
     assert captions[0] == "epoch 1"  # the sample grid first, then the curves drawn at the evaluation
     assert {"losses", "lr", "heldout"} <= set(captions[1:])
