@@ -16,7 +16,7 @@ from cyclegan import fastpath
 from cyclegan.data import UnpairedDataset, find_images
 from cyclegan.networks import build_generator
 from cyclegan.pool import ImagePool
-from cyclegan.trainer import Models, Optimizers, train, train_step
+from cyclegan.trainer import Models, Optimizers, step_unless, train, train_step
 
 from conftest import small_config
 
@@ -97,10 +97,35 @@ def test_compiled_cached_training_matches_the_plain_loop(tmp_path, shapes_dir, m
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
 
 
-def test_optimizers_are_fused_on_the_cpu_too(config):
-    # fused Adam is what lets a NaN/inf step be skipped on the device (trainer.step_unless)
-    opt = Optimizers.build(Models.build(config, torch.device("cpu")), config)
-    assert opt.G.param_groups[0]["fused"] is True and opt.D.param_groups[0]["fused"] is True
+def test_resumed_optimizer_keeps_this_devices_kernel_choice(config):
+    models = Models.build(config, torch.device("cpu"))
+    opt = Optimizers.build(models, config)
+    saved_g, saved_d = opt.G.state_dict(), opt.D.state_dict()
+    for state in (saved_g, saved_d):
+        state["param_groups"][0]["fused"] = True  # as saved by a run on a GPU
+    opt.load_state_dict(saved_g, saved_d)
+    assert opt.G.param_groups[0]["fused"] is None and opt.D.param_groups[0]["fused"] is None
+
+
+@pytest.mark.parametrize("fused", [True, None])  # CUDA's kernel (which also runs on the CPU), the CPU's default
+def test_a_skipped_step_leaves_weights_moments_and_step_count_untouched(config, fused):
+    net = build_generator(config.model)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1, fused=fused)
+
+    def step(skip: float, grad: float) -> None:
+        for p in net.parameters():
+            p.grad = torch.full_like(p, grad)
+        step_unless(opt, torch.tensor(skip))
+
+    step(0.0, 1.0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    moments = [opt.state[p]["exp_avg"].clone() for p in net.parameters()]
+    step(1.0, float("nan"))
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(torch.equal(opt.state[p]["exp_avg"], m) for p, m in zip(net.parameters(), moments))
+    assert all(float(opt.state[p]["step"]) == 1 for p in net.parameters())
+    step(0.0, 1.0)
+    assert any(not torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
 
 @needs_cuda
