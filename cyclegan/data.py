@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -51,14 +50,18 @@ def _check_image(path: Path) -> str | None:
     """None if ``path`` decodes as an image, else the reason it does not.
 
     Pillow's decompression-bomb guard is not a skip: it raises, since the file is probably a real
-    image the user wants and needs resizing, not removing.
+    image the user wants and needs resizing, not removing. The pixel limit is checked here from the
+    header rather than by turning Pillow's warning into an error: warning filters are process-wide,
+    and this runs in a thread pool.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        with Image.open(path) as img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and img.width * img.height > limit:
+                raise Image.DecompressionBombError(f"{img.width}x{img.height} pixels is over Pillow's limit of "
+                                                   f"{limit} pixels")
+            img.load()
+    except Image.DecompressionBombError as exc:
         raise DataError(f"{path} is too large to decode safely ({exc}); downscale it or remove it") from None
     except UnidentifiedImageError:
         return "not an image"

@@ -76,8 +76,9 @@ def test_images_are_found_recursively_by_content_not_extension(tmp_path):
     assert sorted(find_images(tmp_path)) == sorted([a, b])
 
 
-def test_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):
-    _png(tmp_path / "huge.png", size=(200, 200))
+@pytest.mark.parametrize("side", [40, 200])  # over the limit (Pillow only warns), over twice it (Pillow raises)
+def test_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch, side):
+    _png(tmp_path / "huge.png", size=(side, side))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(DataError, match="huge.png is too large"):
         find_images(tmp_path)
