@@ -72,11 +72,21 @@ def page(browser_context, app_url):
     page.close()
 
 
+def wait_for_upload(page, name: str) -> None:
+    """Wait until ``name`` is listed as uploaded.
+
+    Gradio lists a finished upload as a row labelled with the file name, while its text is the stem and the
+    extension in two spans ("red .png"), so matching by text would only catch the transient progress message
+    and race with a fast upload.
+    """
+    page.locator("#uploads").get_by_label(name, exact=True).wait_for()
+
+
 def test_translate_an_upload_in_the_browser(page, tmp_path):
     source = tmp_path / "red.png"
     Image.new("RGB", (48, 40), (200, 30, 30)).save(source)
     page.locator("#uploads input[type=file]").set_input_files(str(source))
-    page.get_by_text("red.png").first.wait_for()  # the upload has landed
+    wait_for_upload(page, "red.png")
     page.click("#translate-button")
     page.wait_for_function("document.querySelectorAll('#results img').length >= 2")
     output = page.locator("#results img").nth(1)
@@ -94,14 +104,14 @@ def test_a_bad_upload_shows_the_message_and_the_app_keeps_serving(page, tmp_path
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")
     page.locator("#uploads input[type=file]").set_input_files(str(bad))
-    page.get_by_text("notes.png").first.wait_for()
+    wait_for_upload(page, "notes.png")
     page.click("#translate-button")
     page.get_by_text("notes.png is not an image").first.wait_for()
     page.screenshot(path=str(tmp_path / "bad_upload.png"), full_page=True)
     good = tmp_path / "good.png"
     Image.new("RGB", (32, 32), (20, 30, 200)).save(good)
     page.locator("#uploads input[type=file]").set_input_files(str(good))  # joins notes.png in the list
-    page.get_by_text("good.png").first.wait_for()
+    wait_for_upload(page, "good.png")
     page.click("#translate-button")
     page.wait_for_function("document.querySelector('#translate-status').innerText.includes('Translated 1 of 2')")
     assert "not translated: notes.png is not an image" in page.locator("#translate-status").inner_text()
