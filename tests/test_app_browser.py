@@ -34,6 +34,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
 TRAIN_TIMEOUT_MS = 240_000
+UPLOAD_LIMIT_MB = 1
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def app_url(tmp_path_factory, shapes_dir):
     checkpoints, datasets = root / "checkpoints", root / "datasets"
     train(small_config(shapes_dir, epochs=1, epochs_decay=0), checkpoints / "tiny")
     make_dataset(datasets / "mini", n_train=8, n_test=2, size=32)  # tiny preset, batch 4: 2 steps an epoch
-    with running_app(checkpoints, datasets, root / "app.log") as url:
+    with running_app(checkpoints, datasets, root / "app.log", "--max-upload-mb", str(UPLOAD_LIMIT_MB)) as url:
         yield url
 
 
@@ -115,6 +116,21 @@ def test_a_bad_upload_shows_the_message_and_the_app_keeps_serving(page, tmp_path
     page.click("#translate-button")
     page.wait_for_function("document.querySelector('#translate-status').innerText.includes('Translated 1 of 2')")
     assert "not translated: notes.png is not an image" in page.locator("#translate-status").inner_text()
+
+
+def test_an_upload_over_the_size_limit_is_refused_by_name_and_the_app_keeps_serving(page, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(int(1.5 * UPLOAD_LIMIT_MB * 2**20)))
+    page.locator("#uploads input[type=file]").set_input_files(str(big))
+    page.get_by_text(f'exceed the maximum allowed size of {UPLOAD_LIMIT_MB:.1f} Mb: "big.png"').first.wait_for()
+    assert page.locator("#uploads").get_by_label("big.png", exact=True).count() == 0  # never uploaded
+    page.screenshot(path=str(tmp_path / "too_big.png"), full_page=True)
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32), (20, 30, 200)).save(good)
+    page.locator("#uploads input[type=file]").set_input_files(str(good))
+    wait_for_upload(page, "good.png")
+    page.click("#translate-button")
+    page.wait_for_function("document.querySelector('#translate-status').innerText.includes('Translated 1 of 1')")
 
 
 def test_train_tab_trains_a_tiny_run_that_appears_in_the_translate_dropdown(page, tmp_path):
