@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .app_runs import check_new_name, epochs_done, read_metrics, safe_child, sample_grids
+from .app_runs import check_new_name, epochs_done, safe_child, sample_grids
 from .config import PRESETS, preset
 from .errors import CheckpointError, ConfigError, CycleGANError, DataError
+from .metrics_log import METRICS_FILE, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class TrainingJobs:
         code = job.process.poll()
         status = JobStatus(state="running", message="", run=job.run, progress=parse_progress(text),
                            epochs_done=epochs_done(job.run_dir), log=log_lines(text))
-        rows = read_metrics(job.run_dir)
+        rows = read_metrics(job.run_dir / METRICS_FILE)
         if rows:
             status.losses = {k.removeprefix("loss_"): float(v) for k, v in rows[-1].items()
                              if k.startswith("loss_") and v not in ("", None)}

@@ -8,7 +8,6 @@ headers, file names), so the app can re-list runs every few seconds.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import shutil
@@ -246,16 +245,6 @@ def list_datasets(root: str | Path) -> list[str]:
              if not d.name.startswith(".") and d.is_dir() and d.resolve().parent == base
              and (d / "trainA").is_dir() and (d / "trainB").is_dir()]
     return sorted(names)
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    """metrics.csv as rows of strings (empty when the run has none yet)."""
-    path = Path(run_dir) / "metrics.csv"
-    try:
-        with path.open(newline="") as f:
-            return [dict(r) for r in csv.DictReader(f)]
-    except (OSError, csv.Error):
-        return []
 
 
 @dataclass

@@ -34,8 +34,8 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import Config
 from .evaluate import HeldOut, evaluate_heldout, flatten, inception_network, selection_value
-from .metrics_log import MetricsLog
-from .plots import read_metrics, save_training_plots
+from .metrics_log import METRICS_FILE, MetricsLog, read_metrics
+from .plots import save_training_plots
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ def run_report(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config = ckpt.load_config(run_dir)
     t = config.train
-    rows = read_metrics(run_dir / "metrics.csv")
+    rows = read_metrics(run_dir / METRICS_FILE)
     evaluations = [r for r in rows if r.get("val_swd_AtoB")]
     steps = [int(float(r["step"])) for r in rows if r.get("step")]
     grids = [int(p.stem.removeprefix("epoch_")) for p in (run_dir / "samples").glob("epoch_*.png")

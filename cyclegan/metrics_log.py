@@ -10,6 +10,24 @@ from typing import Any
 from .checkpoint import atomic_write_bytes
 
 
+METRICS_FILE = "metrics.csv"
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """The complete rows of a metrics.csv; empty when it does not exist (yet) or cannot be read.
+
+    The app and the report read the file while a trainer may be appending to it, and a killed
+    trainer can leave a cut-off last line: a row with fewer fields than the header is dropped
+    rather than handed on with holes.
+    """
+    try:
+        with Path(path).open(newline="") as f:
+            reader = csv.DictReader(f)
+            return [dict(row) for row in reader if None not in row.values() and None not in row]
+    except (OSError, csv.Error):
+        return []
+
+
 class MetricsLog:
     """Append-only CSV that is rewritten (atomically) only when a row brings a new column."""
 
@@ -17,11 +35,15 @@ class MetricsLog:
         self.path = Path(path)
         self.rows: list[dict[str, str]] = []
         self.columns: list[str] = []
+        # A file cut off mid-row (a killed run) is rewritten before the next row goes in, or that
+        # row would be glued onto the broken one.
+        self._damaged = False
         if self.path.exists():
             with self.path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or [])
-                self.rows = [dict(r) for r in reader]
+                self.columns = list(csv.DictReader(f).fieldnames or [])
+            self.rows = read_metrics(self.path)
+            text = self.path.read_bytes()
+            self._damaged = bool(text) and not text.endswith(b"\n")
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step``: on resume they belong to training that is being redone."""
@@ -34,7 +56,7 @@ class MetricsLog:
         row = {k: _format(v) for k, v in row.items()}
         self.rows.append(row)
         new = [k for k in row if k not in self.columns]
-        if new or not self.path.exists():
+        if new or self._damaged or not self.path.exists():
             self.columns += new
             self._rewrite()
             return
@@ -61,6 +83,7 @@ class MetricsLog:
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_bytes(self.path, buffer.getvalue().encode())
+        self._damaged = False
 
 
 def _format(value: Any) -> str:

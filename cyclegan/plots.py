@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from pathlib import Path
@@ -12,6 +11,7 @@ from torchvision.utils import make_grid
 from torchvision.transforms.v2 import functional as TF
 
 from .checkpoint import atomic_write_bytes
+from .metrics_log import METRICS_FILE, read_metrics
 
 
 def save_sample_grid(path: Path, columns: list[torch.Tensor]) -> None:
@@ -39,15 +39,6 @@ _HELDOUT_PANELS = [
     ("FID (Inception features)", "fid", "FID"),
     ("KID (Inception features)", "kid", "KID"),
 ]
-
-
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    """The rows of a metrics.csv (empty when it does not exist yet)."""
-    try:
-        with Path(path).open(newline="") as f:
-            return list(csv.DictReader(f))
-    except FileNotFoundError:
-        return []
 
 
 def _series(rows: list[dict[str, str]], x: str, y: str) -> tuple[list[float], list[float]]:
@@ -89,7 +80,7 @@ def save_training_plots(run_dir: str | Path, best_epoch: int | None = None) -> l
     from matplotlib.figure import Figure  # no pyplot: no global state, safe off the main thread
 
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir / "metrics.csv")
+    rows = read_metrics(run_dir / METRICS_FILE)
     out = run_dir / PLOTS_DIR
     written = []
     loss_columns = sorted({k for row in rows for k in row if k.startswith("loss_")})

@@ -28,7 +28,7 @@ from .errors import CheckpointError, ConfigError, CycleGANError
 from .losses import cycle_loss, discriminator_adversarial, generator_adversarial, identity_loss
 from .evaluate import heldout_for
 from .health import NONFINITE_LIMIT, RunHealth
-from .metrics_log import MetricsLog
+from .metrics_log import METRICS_FILE, MetricsLog
 from .networks import build_discriminator, build_generator
 from .plots import save_sample_grid
 from .pool import ImagePool
@@ -368,7 +368,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     # Each rank keeps its own history of fakes, drawn from its own stream (rank 0's is the single-process one).
     pools = (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank))
     epoch, batch_in_epoch, step = 0, 0, 0
-    metrics = MetricsLog(run_dir / "metrics.csv")
+    metrics = MetricsLog(run_dir / METRICS_FILE)
     # best/, warnings.json and skipped steps; only rank 0 evaluates and writes
     health = RunHealth.create(run_dir, config, sample_a, sample_b, device, world.is_main)
     if state is not None:

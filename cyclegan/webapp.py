@@ -27,11 +27,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import checkpoint as ckpt
 from .app_jobs import JobStatus, TrainingJobs, preset_epochs
-from .app_runs import NOT_KNOWN, RunCatalog, RunInfo, list_datasets, read_metrics, safe_child, sample_grids, \
+from .app_runs import NOT_KNOWN, RunCatalog, RunInfo, list_datasets, safe_child, sample_grids, \
     save_uploaded_dataset
 from .config import PRESETS
 from .data import to_rgb
 from .errors import CheckpointError, ConfigError, CycleGANError, DataError
+from .metrics_log import METRICS_FILE, read_metrics
 from .translate import Translator
 
 log = logging.getLogger(__name__)
@@ -392,7 +393,7 @@ class WebApp:
             config = json.dumps(json.loads((run_dir / ckpt.CONFIG_FILE).read_text()), indent=2)
         except (OSError, ValueError) as exc:
             config = f"config.json cannot be read: {exc}"
-        rows = read_metrics(run_dir)
+        rows = read_metrics(run_dir / METRICS_FILE)
         pictures = [(_open_picture(p), f"epoch {epoch}") for epoch, p in sample_grids(run_dir)]
         pictures += [(_open_picture(p), p.stem) for p in sorted((run_dir / "plots").glob("*.png"))]
         pictures = [(img, caption) for img, caption in pictures if img is not None]

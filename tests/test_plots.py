@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from cyclegan.metrics_log import MetricsLog
-from cyclegan.plots import read_metrics, save_sample_grid, save_training_plots
+from cyclegan.metrics_log import MetricsLog, read_metrics
+from cyclegan.plots import save_sample_grid, save_training_plots
 
 
 def _write_metrics(run, epochs: int = 3, with_eval: bool = True) -> None:
@@ -40,6 +40,18 @@ def test_evaluation_rows_merge_into_the_step_they_belong_to(tmp_path):
     rows = read_metrics(tmp_path / "metrics.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[1]["loss_G"] and rows[1]["val_swd_AtoB"] == "49" and not rows[0]["val_swd_AtoB"]
+
+
+def test_a_cut_off_last_row_is_dropped_and_logging_carries_on(tmp_path):
+    """A trainer killed mid-append, or a reader racing a live append, sees only whole rows."""
+    _write_metrics(tmp_path, with_eval=False)
+    path = tmp_path / "metrics.csv"
+    path.write_text(path.read_text() + "4,7,0.0")  # epoch, step, then cut off inside the lr column
+    assert [r["step"] for r in read_metrics(path)] == ["1", "2", "3", "4", "5", "6"]
+    log = MetricsLog(path)  # what a resumed run starts from
+    log.append({"epoch": 4, "step": 7, "lr": 1e-4, "loss_G": 0.5, "loss_D_A": 0.3, "loss_D_B": 0.2})
+    assert [r["step"] for r in read_metrics(path)] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert read_metrics(path)[-1]["lr"] == "0.0001"
 
 
 def test_curves_without_data_are_left_out(tmp_path):
