@@ -83,6 +83,16 @@ def wait_for_upload(page, name: str) -> None:
     page.locator("#uploads").get_by_label(name, exact=True).wait_for()
 
 
+def upload_a_good_image_and_translate(page, tmp_path: Path, expected_status: str) -> None:
+    """After a refused upload: a good image still translates, so the app kept serving."""
+    good = tmp_path / "good.png"
+    Image.new("RGB", (32, 32), (20, 30, 200)).save(good)
+    page.locator("#uploads input[type=file]").set_input_files(str(good))
+    wait_for_upload(page, "good.png")
+    page.click("#translate-button")
+    page.wait_for_function(f"document.querySelector('#translate-status').innerText.includes({expected_status!r})")
+
+
 def test_translate_an_upload_in_the_browser(page, tmp_path):
     source = tmp_path / "red.png"
     Image.new("RGB", (48, 40), (200, 30, 30)).save(source)
@@ -109,12 +119,7 @@ def test_a_bad_upload_shows_the_message_and_the_app_keeps_serving(page, tmp_path
     page.click("#translate-button")
     page.get_by_text("notes.png is not an image").first.wait_for()
     page.screenshot(path=str(tmp_path / "bad_upload.png"), full_page=True)
-    good = tmp_path / "good.png"
-    Image.new("RGB", (32, 32), (20, 30, 200)).save(good)
-    page.locator("#uploads input[type=file]").set_input_files(str(good))  # joins notes.png in the list
-    wait_for_upload(page, "good.png")
-    page.click("#translate-button")
-    page.wait_for_function("document.querySelector('#translate-status').innerText.includes('Translated 1 of 2')")
+    upload_a_good_image_and_translate(page, tmp_path, "Translated 1 of 2")  # it joins notes.png in the list
     assert "not translated: notes.png is not an image" in page.locator("#translate-status").inner_text()
 
 
@@ -125,12 +130,7 @@ def test_an_upload_over_the_size_limit_is_refused_by_name_and_the_app_keeps_serv
     page.get_by_text(f'exceed the maximum allowed size of {UPLOAD_LIMIT_MB:.1f} Mb: "big.png"').first.wait_for()
     assert page.locator("#uploads").get_by_label("big.png", exact=True).count() == 0  # never uploaded
     page.screenshot(path=str(tmp_path / "too_big.png"), full_page=True)
-    good = tmp_path / "good.png"
-    Image.new("RGB", (32, 32), (20, 30, 200)).save(good)
-    page.locator("#uploads input[type=file]").set_input_files(str(good))
-    wait_for_upload(page, "good.png")
-    page.click("#translate-button")
-    page.wait_for_function("document.querySelector('#translate-status').innerText.includes('Translated 1 of 1')")
+    upload_a_good_image_and_translate(page, tmp_path, "Translated 1 of 1")
 
 
 def test_train_tab_trains_a_tiny_run_that_appears_in_the_translate_dropdown(page, tmp_path):
