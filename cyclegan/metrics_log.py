@@ -21,11 +21,16 @@ def read_metrics(path: Path) -> list[dict[str, str]]:
     rather than handed on with holes.
     """
     try:
-        with Path(path).open(newline="") as f:
-            reader = csv.DictReader(f)
-            return [dict(row) for row in reader if None not in row.values() and None not in row]
+        return _parse(Path(path).read_text())[1]
     except (OSError, csv.Error):
         return []
+
+
+def _parse(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the complete rows of metrics.csv's text."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = [dict(row) for row in reader if None not in row.values() and None not in row]
+    return list(reader.fieldnames or []), rows
 
 
 class MetricsLog:
@@ -39,11 +44,9 @@ class MetricsLog:
         # row would be glued onto the broken one.
         self._damaged = False
         if self.path.exists():
-            with self.path.open(newline="") as f:
-                self.columns = list(csv.DictReader(f).fieldnames or [])
-            self.rows = read_metrics(self.path)
-            text = self.path.read_bytes()
-            self._damaged = bool(text) and not text.endswith(b"\n")
+            text = self.path.read_text()
+            self.columns, self.rows = _parse(text)
+            self._damaged = bool(text) and not text.endswith("\n")
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step``: on resume they belong to training that is being redone."""
