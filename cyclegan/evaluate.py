@@ -165,6 +165,15 @@ def limit_paths(paths: list[Path], seed: int, salt: int, limit: int = MAX_HELDOU
     return [paths[i] for i in chosen]
 
 
+_DOMAIN_SALT = {"A": 1, "B": 2}  # keeps the two domains' seeded choices independent
+
+
+def heldout_from_test_folder(folder: str | Path, seed: int, domain: str) -> list[Path]:
+    """At most MAX_HELDOUT images of domain ``domain``'s test folder: one seeded choice, so that
+    training and a later ``cyclegan evaluate --data`` score the same images."""
+    return limit_paths(find_images(folder, label=f"test{domain} folder"), seed, _DOMAIN_SALT[domain])
+
+
 def heldout_for(train: TrainConfig, domain: str, train_paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """(training, held-out) images of one domain ("A" or "B") as a run's config defines them.
 
@@ -172,12 +181,12 @@ def heldout_for(train: TrainConfig, domain: str, train_paths: list[Path]) -> tup
     its training images, which then leave the training set. With evaluation off (``eval_every``
     0) and no test folder nothing is held out, and the training images double as sample images.
     """
-    test, salt = (train.test_a, 1) if domain == "A" else (train.test_b, 2)
+    test = train.test_a if domain == "A" else train.test_b
     if test:
-        return train_paths, limit_paths(find_images(test, label=f"test {domain} folder"), train.seed, salt)
+        return train_paths, heldout_from_test_folder(test, train.seed, domain)
     if train.eval_every == 0:
         return train_paths, train_paths
-    kept, heldout = heldout_split(train_paths, train.val_fraction, train.seed, salt)
+    kept, heldout = heldout_split(train_paths, train.val_fraction, train.seed, _DOMAIN_SALT[domain])
     if kept == heldout:
         log.warning("domain %s has a single training image: it is also used as the held-out image", domain)
     else:
@@ -572,10 +581,9 @@ def run_heldout_paths(config: Config, data: str | Path | None = None) -> tuple[l
         if missing:
             raise DataError(f"{', '.join(missing)} not found: --data needs testA/ and testB/ (or drop --data to use "
                             "the run's own held-out images)")
-        # the same choice as training makes from a test folder (the run's seed), when there are more than 200
         seed = config.train.seed
-        return (limit_paths(find_images(folders[0], label="testA folder"), seed, 1),
-                limit_paths(find_images(folders[1], label="testB folder"), seed, 2), f"{data}/testA, testB")
+        return (heldout_from_test_folder(folders[0], seed, "A"), heldout_from_test_folder(folders[1], seed, "B"),
+                f"{data}/testA, testB")
     t = config.train
     _, held_a = heldout_for(t, "A", find_images(t.domain_a, label="domain A folder"))
     _, held_b = heldout_for(t, "B", find_images(t.domain_b, label="domain B folder"))
