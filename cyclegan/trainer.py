@@ -214,6 +214,8 @@ def check_new_run(config: Config, run_dir: Path) -> None:
 def write_run_config(config: Config, run_dir: Path, resume: bool) -> None:
     """config.json of a new run (creating its folder), or the resumed run's (which may extend the epochs)."""
     if not resume:
+        # checked again, not only before the images were found and decoded: that can take minutes,
+        # and another `train` (or the app's Train tab) may have claimed the folder meanwhile
         check_new_run(config, run_dir)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     config.save(Path(run_dir) / ckpt.CONFIG_FILE)
