@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cyclegan import checkpoint as ckpt
+from cyclegan import runfolder as ckpt
 from cyclegan.config import preset
-from cyclegan.networks import build_generator
+from cyclegan.models.generators import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def make_run(folder: Path, preset_name: str) -> Path:
     config = preset(preset_name)
     run = folder / f"bench_{preset_name}"
     run.mkdir(parents=True)
-    config.save(run / ckpt.CONFIG_FILE)
+    ckpt.write_config(run, config)
     torch.manual_seed(0)
     for name in ckpt.GENERATORS:
         ckpt.save_weights(build_generator(config.model), run / f"{name}.safetensors", step=0)

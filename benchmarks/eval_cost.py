@@ -52,9 +52,10 @@ def _timed(fn, repeat: int = 1) -> float:
 
 def paper_cost(images: int, size: int, net_images: int, train_images: int, steps: int) -> None:
     from cyclegan.config import preset
-    from cyclegan.evaluate import HeldOut, evaluate_heldout, to_uint8
-    from cyclegan.pool import ImagePool
-    from cyclegan.trainer import Models, Optimizers, train_step
+    from cyclegan.evaluate.heldout import HeldOut, evaluate_heldout
+    from cyclegan.images import to_uint8
+    from cyclegan.train.pool import ImagePool
+    from cyclegan.train.step import Models, Optimizers, train_step
 
     torch.manual_seed(0)
     config = preset("paper")
@@ -93,8 +94,8 @@ def paper_cost(images: int, size: int, net_images: int, train_images: int, steps
 
 def tiny_cost(train_images: int, epochs: int) -> None:
     from cyclegan.config import preset
-    from cyclegan.synthetic import make_dataset
-    from cyclegan.trainer import train
+    from cyclegan.data.synthetic import make_dataset
+    from cyclegan.train.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "shapes", n_train=train_images, n_test=50, size=64)

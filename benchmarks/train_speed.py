@@ -34,8 +34,8 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
     import torch
 
     from cyclegan.config import preset
-    from cyclegan.pool import ImagePool
-    from cyclegan.trainer import Models, Optimizers, prepare_for_training, train_step
+    from cyclegan.train.pool import ImagePool
+    from cyclegan.train.step import Models, Optimizers, prepare_for_training, train_step
     from contextlib import nullcontext
 
     config = preset("paper")
@@ -94,7 +94,7 @@ def _profile_step(nets, opt, pools, a, b, config, autocast, dev) -> str:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from cyclegan.trainer import train_step
+    from cyclegan.train.step import train_step
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities) as prof:

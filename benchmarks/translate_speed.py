@@ -44,15 +44,15 @@ def random_run(folder: Path, ngf: int, n_blocks: int) -> Path:
     """A run folder with untrained generators of the given size."""
     import torch
 
-    from cyclegan import checkpoint as ckpt
+    from cyclegan import runfolder as ckpt
     from cyclegan.config import Config, ModelConfig
-    from cyclegan.networks import build_generator
+    from cyclegan.models.generators import build_generator
 
     config = Config(model=ModelConfig(ngf=ngf, n_blocks=n_blocks))
     torch.manual_seed(0)
     for name in ckpt.GENERATORS:
         ckpt.save_weights(build_generator(config.model), ckpt.generator_path(folder, name), step=0)
-    config.save(folder / ckpt.CONFIG_FILE)
+    ckpt.write_config(folder, config)
     return folder
 
 
@@ -72,7 +72,7 @@ def folder_rate(run: Path, images: Path, out: Path, device: str, batch_size: int
     """Images/s of translate_folder over ``images`` (after one warm-up image)."""
     import torch
 
-    from cyclegan.translate import Translator
+    from cyclegan.translate.translator import Translator
 
     translator = Translator.from_run(run, device=device)
     first = next(images.iterdir())
@@ -98,7 +98,7 @@ def large_child(spec: dict) -> dict:
     """In a fresh process: translate the 6000x4000 JPEG, tiled; seconds and peak memory."""
     import torch
 
-    from cyclegan.translate import Translator
+    from cyclegan.translate.translator import Translator
 
     translator = Translator.from_run(spec["run"], device=spec["device"])
     if spec["device"].startswith("cuda"):

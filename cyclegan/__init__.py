@@ -5,8 +5,8 @@ The public API: ``Config`` and its presets, ``train`` a run folder, ``Translator
 
 from .config import Config, ModelConfig, TrainConfig, preset
 from .errors import CycleGANError
-from .trainer import train
-from .translate import Translator
+from .train.loop import train
+from .translate.translator import Translator
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-"""The ``cyclegan`` command: train, translate, evaluate, make-dataset, app, import-official, export.
+"""The ``cyclegan`` command: train, translate, evaluate, report, make-dataset, app, import-official, export.
 
 Training flags are generated from the config dataclasses, so ``--crop-size 128`` sets
 ``TrainConfig.crop_size`` and every field can be overridden; ``--help`` lists them all. A
@@ -18,12 +18,17 @@ from typing import Any, Sequence
 
 from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
 from .errors import ConfigError, CycleGANError
+from .evaluate.metrics import BY_KEY, SELECTABLE, table_rows
+from .models.generators import REGISTRY as GENERATORS
 
 log = logging.getLogger("cyclegan")
 FAILURES_FILE = "translate_failures.txt"  # written to the output folder: one "path<TAB>reason" line per failed input
 
 _DATA_FIELDS = ("domain_a", "domain_b", "test_a", "test_b")
 _FIELD_HELP = {
+    "generator": f"generator architecture: {', '.join(GENERATORS)} (models/generators.py)",
+    "channels_a": "domain A's image channels: 3 (RGB) or 1 (grayscale, e.g. sketches or thermal)",
+    "channels_b": "domain B's image channels: 3 (RGB) or 1 (grayscale)",
     "domain_a": "folder of domain A training images (searched recursively)",
     "domain_b": "folder of domain B training images",
     "test_a": "held-out domain A images (used for sample grids)",
@@ -47,7 +52,7 @@ _FIELD_HELP = {
     "strict": "stop on an unreadable image instead of skipping it",
     "eval_every": "epochs between held-out evaluations (metrics.csv, best/, warnings, plots/); 0: off",
     "val_fraction": "share of each training folder held out when it has no test folder (at most 200 images)",
-    "select_by": "held-out metric that picks best/: swd (mean of both directions), cycle_l1, fid or kid",
+    "select_by": f"held-out metric that picks best/, averaged over both directions: {', '.join(SELECTABLE)}",
     "patience": "stop after this many evaluations without improvement (0: never)",
     "fid": "also FID and KID at each evaluation (slow on a CPU; needs cyclegan[metrics] and Inception weights)",
     "inception_weights": "local Inception weights file for FID/KID (default: torch-fidelity's own download)",
@@ -73,6 +78,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = {f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(args).items() if k in names}
+    if getattr(args, "channels", None) is not None:  # --channels N: both domains, as before per-domain counts
+        values.setdefault("channels_a", args.channels)
+        values.setdefault("channels_b", args.channels)
     if getattr(args, "data", None):
         data = Path(args.data)
         values.setdefault("domain_a", str(data / "trainA"))
@@ -91,14 +99,13 @@ def _apply(config: Config, values: dict[str, Any]) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .trainer import merge_resume_config, train
+    from .runfolder import load_config
+    from .train.loop import merge_resume_config, train
 
     values = _overrides(args)
     if args.resume:
         if args.run or args.preset:
             raise ConfigError("--resume takes the run folder and its saved preset; drop --run and --preset")
-        from .checkpoint import load_config
-
         config = merge_resume_config(load_config(args.resume), values)
         run = train(config, args.resume, resume=True)
     else:
@@ -115,13 +122,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from .translate import DEFAULT_MAX_PIXELS, Translator
+    from .runfolder import atomic_write_bytes, read_best
+    from .translate.translator import DEFAULT_MAX_PIXELS, Translator
 
     translator = Translator.from_run(args.run, device=args.device, best=args.best, bf16=args.bf16,
                                      max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, tile_size=args.tile_size)
     if args.best:
-        from .health import read_best
-
         meta = read_best(args.run)
         if meta:
             log.info("Using best/ from epoch %s (%s %.4g)", meta["epoch"], meta["metric"], meta["value"])
@@ -131,8 +137,6 @@ def cmd_translate(args: argparse.Namespace) -> int:
         progress=not args.quiet)
     print(summary.line(args.output))
     if summary.failed:
-        from .checkpoint import atomic_write_bytes
-
         report = Path(args.output) / FAILURES_FILE
         atomic_write_bytes(report, "".join(f"{path}\t{reason}\n" for path, reason in summary.failed).encode())
         print(f"{len(summary.failed)} file(s) not translated; the reason for each is in {report}", file=sys.stderr)
@@ -142,7 +146,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
-    from .official import import_official
+    from .translate.official import import_official
 
     target = import_official(args.pth, args.out, args.direction, overwrite=args.overwrite)
     print(f"imported {args.pth} -> {target}")
@@ -151,7 +155,7 @@ def cmd_import_official(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_generator
+    from .translate.export import export_generator
 
     out = export_generator(args.run, args.direction, args.out, args.format, best=args.best)
     print(f"exported the {args.direction} generator of {args.run} -> {out}")
@@ -159,41 +163,39 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from .evaluate.heldout import evaluate_run
+    from .translate.translator import Translator
 
-    results, source = evaluate_run(args.run, args.data, device=args.device, best=args.best, fid=args.fid,
+    translator = Translator.from_run(args.run, device=args.device, best=args.best)
+    results, source = evaluate_run(translator, args.run, args.data, best=args.best, fid=args.fid,
                                    inception_weights=args.inception_weights or "")
     if args.json:
         print(json.dumps(results))
         return 0
     print(f"held-out images: {source}")
-    print(f"{'direction':<10}{'SWD':>9}{'SWD input':>11}{'cycle L1':>10}{'identity L1':>13}{'diversity':>11}"
-          f"{'D AUC':>7}{'images':>8}")
-    for direction, r in results.items():
-        auc = f"{r['d_auc']:>7.3f}" if "d_auc" in r else f"{'-':>7}"
-        print(f"{direction:<10}{r['swd']:>9.2f}{r['swd_identity']:>11.2f}{r['cycle_l1']:>10.4f}"
-              f"{r['identity_mapping_l1']:>13.4f}{r['diversity']:>11.3f}{auc}{r['heldout_images']:>8}")
+    _print_table(results, "heldout")
     print("SWD: sliced Wasserstein distance of translated to real target patches (x1e3, lower is better); SWD input: "
           "the same for the input unchanged, the baseline to beat. diversity: spread of the outputs over that of "
           "the inputs (near 0: collapse). D AUC: how well the discriminator tells real from translated (0.5: not at all).")
     if any("fid" in r for r in results.values()):
-        print(f"{'direction':<10}{'FID':>10}{'KID':>10}")
-        for direction, r in results.items():
-            print(f"{direction:<10}{r.get('fid', float('nan')):>10.2f}{r.get('kid', float('nan')):>10.4f}")
+        _print_table(results, "inception")
     if any("l1" in r for r in results.values()):
-        print(f"{'direction':<10}{'L1':>9}{'L1 identity':>13}{'PSNR':>9}{'PSNR identity':>15}{'SSIM':>7}"
-              f"{'SSIM identity':>15}{'images':>8}")
-        for direction, r in results.items():
-            if "l1" in r:
-                print(f"{direction:<10}{r['l1']:>9.4f}{r['identity_l1']:>13.4f}{r['psnr']:>9.2f}"
-                      f"{r['identity_psnr']:>15.2f}{r['ssim']:>7.3f}{r['identity_ssim']:>15.3f}{r['images']:>8}")
+        _print_table({d: r for d, r in results.items() if "l1" in r}, "ground_truth")
         print("Against ground truth. L1: mean absolute error on a 0-1 scale (lower is better); identity: the input "
               "unchanged, the baseline to beat.")
     return 0
 
 
+def _print_table(results: dict[str, dict[str, float]], group: str) -> None:
+    """One table of ``evaluate``: a row per direction, a column per metric of ``group`` in the metrics table."""
+    columns = table_rows(group)
+    print(f"{'direction':<10}" + "".join(f"{m.label:>{m.width}}" for m in columns))
+    for direction, r in results.items():
+        print(f"{direction:<10}" + "".join(m.cell(r.get(m.key)) for m in columns))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from .health import run_report
+    from .evaluate.report import run_report
 
     report = run_report(args.run)
     if args.json:
@@ -210,12 +212,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     latest = report["latest"]
     if latest:
         for direction in ("AtoB", "BtoA"):
-            rows.append((f"latest {direction}",
-                         f"epoch {report['latest_epoch']}: SWD {latest.get(f'val_swd_{direction}', float('nan')):.2f} "
-                         f"(input unchanged {latest.get(f'val_swd_identity_{direction}', float('nan')):.2f}), "
-                         f"cycle L1 {latest.get(f'val_cycle_l1_{direction}', float('nan')):.4f}, "
-                         f"diversity {latest.get(f'val_diversity_{direction}', float('nan')):.2f}, "
-                         f"D AUC {latest.get(f'val_d_auc_{direction}', float('nan')):.3f}"))
+            rows.append((f"latest {direction}", f"epoch {report['latest_epoch']}: "
+                         + _latest_line(latest, direction)))
     rows.append(("skipped steps", f"{report['skipped_steps']} (NaN/inf losses)"))
     rows.append(("warnings", str(len(report["warnings"])) if report["warnings"] else "none"))
     for name, value in rows:
@@ -226,8 +224,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+_REPORTED = ("swd", "cycle_l1", "diversity", "d_auc")  # the held-out metrics `report` shows for the latest epoch
+
+
+def _latest_line(latest: dict[str, float], direction: str) -> str:
+    """'SWD 1.23 (input unchanged 4.56), cycle L1 0.0123, ...': labels and formats from the metrics table."""
+    def shown(key: str) -> str:
+        return f"{latest.get(f'val_{key}_{direction}', float('nan')):{BY_KEY[key].fmt}}"
+
+    parts = []
+    for key in _REPORTED:
+        metric = BY_KEY[key]
+        baseline = f" (input unchanged {shown(metric.baseline)})" if metric.baseline else ""
+        parts.append(f"{metric.label} {shown(key)}{baseline}")
+    return ", ".join(parts)
+
+
 def cmd_make_dataset(args: argparse.Namespace) -> int:
-    from .synthetic import make_dataset
+    from .data.synthetic import make_dataset
 
     out = make_dataset(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
                        overwrite=args.overwrite)
@@ -236,7 +250,7 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from .webapp import serve, settings_from_args
+    from .app.server import serve, settings_from_args
 
     serve(settings_from_args(args))
     return 0
@@ -245,7 +259,11 @@ def cmd_app(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cyclegan", description="Unpaired image-to-image translation (CycleGAN).")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The global flags again on every subcommand, so `cyclegan translate ... -q` works too; SUPPRESS
+    # keeps a subcommand from resetting a flag given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    sub = _Subcommands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"), common)
 
     p = sub.add_parser("train", help="train a run on two image folders, or resume one",
                        description="Train a CycleGAN. Example: cyclegan train --data datasets/shapes "
@@ -256,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchrun reads --run as its own --run-path)")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly where it stopped")
     p.add_argument("--preset", choices=PRESETS, help="starting configuration (default: paper, the published settings)")
+    p.add_argument("--channels", type=int, metavar="N",
+                   help="both domains' image channels (shorthand for --channels-a N --channels-b N)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -339,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the folder if it exists")
     p.set_defaults(func=cmd_make_dataset)
 
-    from .webapp import add_app_arguments
+    from .app.server import add_app_arguments
 
     p = sub.add_parser("app", help="start the web app (translate, browse runs, train) on 127.0.0.1",
                        description="Example: cyclegan app --checkpoints checkpoints --datasets datasets --port 7860")
@@ -348,13 +368,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Subcommands:
+    """``add_parser`` that gives every subcommand the global flags as well."""
+
+    def __init__(self, subparsers: Any, common: argparse.ArgumentParser) -> None:
+        self.subparsers, self.common = subparsers, common
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return self.subparsers.add_parser(name, parents=[self.common], **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Under torchrun only rank 0 reports progress; the other ranks still print warnings and errors.
     quiet = args.quiet or os.environ.get("RANK", "0") != "0"
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")
     logging.getLogger("cyclegan").setLevel(logging.WARNING if quiet else logging.INFO)
-    from .trainer import TrainingInterrupted
+    from .train.loop import TrainingInterrupted
 
     try:
         return args.func(args)

@@ -9,22 +9,30 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .evaluate.metrics import SELECTABLE
+from .models.generators import REGISTRY as GENERATORS
 
 GAN_LOSSES = ("lsgan", "bce", "hinge")
 UPSAMPLE_MODES = ("transpose", "resize")
 DEVICES = ("auto", "cpu", "cuda")
-SELECT_BY = ("swd", "cycle_l1", "fid", "kid")  # held-out metrics, lower is better
+SELECT_BY = SELECTABLE  # the held-out metrics a run can pick its best epoch by (evaluate/metrics.py's table)
 
 
 @dataclass
 class ModelConfig:
-    """The networks. Defaults are the published CycleGAN ones (ResNet-9, 70x70 PatchGAN)."""
+    """The networks. Defaults are the published CycleGAN ones (ResNet-9, 70x70 PatchGAN).
 
-    channels: int = 3
+    ``generator`` names a class in models/generators.py's registry. ``channels_a`` and
+    ``channels_b`` are each domain's image channels (1: grayscale, 3: RGB), as the official
+    code's input_nc/output_nc: G_AB maps channels_a to channels_b, D_A judges channels_a images.
+    """
+
+    generator: str = "resnet"
+    channels_a: int = 3
+    channels_b: int = 3
     ngf: int = 64
     ndf: int = 64
     n_blocks: int = 9
@@ -65,7 +73,7 @@ class TrainConfig:
     # Held-out evaluation (cyclegan.evaluate, cyclegan.health): not published settings, our additions.
     eval_every: int = 1  # epochs between held-out evaluations; 0 turns evaluation (and best/) off
     val_fraction: float = 0.05  # held out of each training folder when it has no test folder (<= 200 images)
-    select_by: str = "swd"  # best-epoch metric, averaged over both directions: swd, cycle_l1, fid, kid
+    select_by: str = "swd"  # best-epoch metric (evaluate/metrics.py's SELECTABLE), averaged over both directions
     patience: int = 0  # stop after this many evaluations without improvement; 0: never
     fid: bool = False  # also FID and KID at each evaluation (needs the metrics extra and Inception weights)
     inception_weights: str = ""  # local Inception weights for FID/KID; empty: torch-fidelity's download
@@ -82,33 +90,35 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config.json") -> "Config":
+        """Parse a config.json's text; errors name ``source``."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source} is not readable JSON ({exc}); restore it or start a new run") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} does not hold a JSON object; restore it or start a new run")
+        return cls.from_dict(data)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
+        model_values = dict(data.get("model", {}))
+        if "channels" in model_values:  # config.json before per-domain channels: one count for both
+            both = model_values.pop("channels")
+            model_values.setdefault("channels_a", both)
+            model_values.setdefault("channels_b", both)
         try:
-            model = _build(ModelConfig, data.get("model", {}), "model")
+            model = _build(ModelConfig, model_values, "model")
             train = _build(TrainConfig, data.get("train", {}), "train")
         except TypeError as exc:  # a value of the wrong shape
             raise ConfigError(f"config is malformed: {exc}") from exc
         config = cls(model=model, train=train, preset=str(data.get("preset", "custom")))
         validate(config)
         return config
-
-    def save(self, path: Path) -> None:
-        from .checkpoint import atomic_write_bytes  # local import: checkpoint imports config
-
-        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
-
-    @classmethod
-    def load(cls, path: Path) -> "Config":
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path} is missing: is this a run folder made by `cyclegan train`?") from None
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path} is not readable JSON ({exc}); restore it or start a new run") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} does not hold a JSON object; restore it or start a new run")
-        return cls.from_dict(data)
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
@@ -146,7 +156,9 @@ def validate(config: Config) -> None:
     """Refuse combinations that cannot train, with the value at fault named."""
     m, t = config.model, config.train
     checks = [
-        (m.channels in (1, 3), f"channels must be 1 or 3, got {m.channels}"),
+        (m.channels_a in (1, 3) and m.channels_b in (1, 3),
+         f"channels_a and channels_b must be 1 (grayscale) or 3 (RGB), got {m.channels_a} and {m.channels_b}"),
+        (m.generator in GENERATORS, f"generator must be one of {tuple(GENERATORS)}, got {m.generator!r}"),
         (m.ngf > 0 and m.ndf > 0, f"ngf and ndf must be positive, got {m.ngf} and {m.ndf}"),
         (m.n_blocks >= 0, f"n_blocks must be 0 or more, got {m.n_blocks}"),
         (m.n_layers_d >= 1, f"n_layers_d must be 1 or more, got {m.n_layers_d}"),
@@ -163,6 +175,9 @@ def validate(config: Config) -> None:
          f"epochs + epochs_decay must be at least 1, got {t.epochs} + {t.epochs_decay}"),
         (t.lr > 0, f"lr must be positive, got {t.lr}"),
         (t.lambda_cycle >= 0 and t.lambda_identity >= 0, "lambda_cycle and lambda_identity must be >= 0"),
+        (m.channels_a == m.channels_b or t.lambda_identity == 0,
+         f"lambda_identity must be 0 when the domains' channels differ ({m.channels_a} and {m.channels_b}): "
+         "the identity loss feeds each generator images of its output domain; pass --lambda-identity 0"),
         (t.pool_size >= 0, f"pool_size must be 0 or more, got {t.pool_size}"),
         (t.num_workers >= 0, f"num_workers must be 0 or more, got {t.num_workers}"),
         (t.log_every >= 1, f"log_every must be 1 or more, got {t.log_every}"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cyclegan.config import Config, ModelConfig, TrainConfig
-from cyclegan.synthetic import make_dataset
+from cyclegan.data.synthetic import make_dataset
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def trained_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """(run folder, dataset) of the `tiny` preset trained on the full embedded dataset, as `make demo`
     does; about two minutes on a 2-core CPU, so it is trained once per session and shared."""
     from cyclegan.config import preset
-    from cyclegan.trainer import train
+    from cyclegan.train.loop import train
 
     root = tmp_path_factory.mktemp("learning")
     data = make_dataset(root / "shapes")
@@ -53,8 +53,8 @@ def write_random_run(run: Path, seed: int = 0, **model_overrides) -> Path:
     that loads and applies a run (translate, export) without spending time on training."""
     import torch
 
-    from cyclegan import checkpoint as ckpt
-    from cyclegan.networks import build_generator
+    from cyclegan import runfolder as ckpt
+    from cyclegan.models.generators import build_generator
 
     model = ModelConfig(**{"ngf": 8, "ndf": 8, "n_blocks": 1, "n_layers_d": 2, **model_overrides})
     config = Config(model=model, preset="test")
@@ -62,7 +62,7 @@ def write_random_run(run: Path, seed: int = 0, **model_overrides) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     for name in ckpt.GENERATORS:
         ckpt.save_weights(build_generator(model), ckpt.generator_path(run, name), step=0)
-    config.save(run / ckpt.CONFIG_FILE)
+    ckpt.write_config(run, config)
     return run
 
 

@@ -17,17 +17,16 @@ import httpx
 import pytest
 from PIL import Image
 
-from cyclegan import checkpoint as ckpt
-from cyclegan import health
-from cyclegan.app_jobs import JobBusy, TrainingJobs, last_error, log_lines, parse_progress
-from cyclegan.app_runs import PathRefused, RunCatalog, check_new_name, domain_name, list_datasets, safe_child, \
+from cyclegan import runfolder as ckpt
+from cyclegan.app.catalog import PathRefused, RunCatalog, check_new_name, domain_name, list_datasets, safe_child, \
     save_uploaded_dataset
+from cyclegan.app.common import describe_run, run_list_updates
+from cyclegan.app.jobs import JobBusy, TrainingJobs, last_error, log_lines, parse_progress
+from cyclegan.app.translate import ModelCache, UploadLimits, open_upload, translate_uploads
+from cyclegan.data.synthetic import make_dataset
 from cyclegan.errors import CheckpointError, ConfigError, DataError
-from cyclegan.synthetic import make_dataset
-from cyclegan.trainer import train
-from cyclegan.translate import Translator
-from cyclegan.webapp import AppSettings, ModelCache, UploadLimits, WebApp, describe_run, open_upload, \
-    translate_uploads
+from cyclegan.train.loop import train
+from cyclegan.translate.translator import Translator
 
 from appserver import running_app
 from conftest import small_config
@@ -257,18 +256,18 @@ def test_catalog_shows_the_best_epoch_and_warnings_when_the_run_recorded_them(ap
     root = tmp_path / "checkpoints"
     run = root / "run"
     shutil.copytree(app_dirs[0] / "no_best", run)
-    (run / health.WARNINGS_FILE).unlink(missing_ok=True)
+    (run / ckpt.WARNINGS_FILE).unlink(missing_ok=True)
     info = RunCatalog(root).get("run")
     assert info.best == "not known" and not info.has_best and info.warnings == []  # nothing recorded: degrade
     translator = Translator.from_run(run, device="cpu")
-    health.save_best(run, translator.generators,
-                     {"epoch": 3, "step": 6, "metric": "val_swd", "value": 0.12345})
-    health.RunWarnings(run).add("collapse", 4, 8, "mode collapse suspected")
+    ckpt.save_best(run, translator.generators,
+                   {"epoch": 3, "step": 6, "metric": "val_swd", "value": 0.12345})
+    ckpt.RunWarnings(run).add("collapse", 4, 8, "mode collapse suspected")
     info = RunCatalog(root).runs()[0]
     assert info.has_best and info.best == "val_swd 0.1235 (epoch 3)" and "best: val_swd 0.1235 (epoch 3)" in info.label
     assert info.warnings == ["mode collapse suspected"]
     assert "mode collapse suspected" in describe_run(info) and "Best weights: available" in describe_run(info)
-    (run / ckpt.BEST_DIR / health.BEST_META).write_text("{ cut short")
+    (run / ckpt.BEST_DIR / ckpt.BEST_META).write_text("{ cut short")
     assert RunCatalog(root).get("run").best == "not known"  # a broken meta.json is not an error either
 
 
@@ -353,8 +352,7 @@ def test_translate_uploads_reports_bad_files_and_names_outputs_apart(app_dirs, i
 
 
 def test_no_runs_shows_how_to_make_one(tmp_path):
-    app = WebApp(AppSettings(checkpoints=tmp_path / "none", datasets=tmp_path / "data"))
-    dropdown, notice, runs = app.refresh_runs()
+    dropdown, notice, runs = run_list_updates(RunCatalog(tmp_path / "none"))
     assert dropdown["visible"] is False and dropdown["choices"] == []
     assert notice["visible"] is True and "make demo" in notice["value"] and "Train" in notice["value"]
     assert runs["choices"] == []
@@ -427,7 +425,7 @@ def test_training_job_stops_resumably_and_resumes_to_the_end(tmp_path):
 
 def test_app_binds_localhost_without_share_by_default():
     from cyclegan.cli import build_parser
-    from cyclegan.webapp import settings_from_args
+    from cyclegan.app.server import settings_from_args
 
     settings = settings_from_args(build_parser().parse_args(["app"]))
     assert settings.host == "127.0.0.1" and settings.share is False and settings.port == 7860

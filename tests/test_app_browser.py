@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cyclegan.synthetic import make_dataset
-from cyclegan.trainer import train
+from cyclegan.data.synthetic import make_dataset
+from cyclegan.train.loop import train
 
 from appserver import running_app
 from conftest import small_config

@@ -93,3 +93,17 @@ def test_package_entry_point_is_installed():
     script = Path(sys.executable).parent / "cyclegan"
     assert script.exists(), "pip install -e . should have installed the `cyclegan` console script"
     assert subprocess.run([script, "--help"], capture_output=True).returncode == 0
+
+
+def test_quiet_works_before_and_after_the_subcommand(tmp_path, shapes_dir):
+    run = tmp_path / "run"
+    cyclegan("train", "--data", shapes_dir, "--run", run, *SMALL, "--eval-every", "0")
+    loud = cyclegan("translate", "--run", run, "--direction", "AtoB", "--input", shapes_dir / "testA",
+                    "--output", tmp_path / "loud")
+    assert "INFO" in loud.stderr or "translated" in loud.stdout
+    for where, out in (("after", ["translate", "-q"]), ("before", ["-q", "translate"])):
+        args = [*out, "--run", run, "--direction", "AtoB", "--input", shapes_dir / "testA",
+                "--output", tmp_path / where]
+        result = cyclegan(*args)
+        assert "INFO" not in result.stderr, (where, result.stderr)
+        assert len(list((tmp_path / where).glob("*.png"))) == 4

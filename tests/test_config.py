@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from cyclegan.config import Config, preset
+from cyclegan import runfolder
+from cyclegan.config import Config, ModelConfig, preset
 from cyclegan.errors import ConfigError
 
 
@@ -19,8 +20,8 @@ def test_paper_preset_is_the_published_setting():
 @pytest.mark.parametrize("name", ["paper", "fast", "tiny"])
 def test_presets_round_trip_through_json(tmp_path, name):
     c = preset(name)
-    c.save(tmp_path / "config.json")
-    assert Config.load(tmp_path / "config.json") == c
+    runfolder.write_config(tmp_path, c)
+    assert runfolder.load_config(tmp_path) == c
 
 
 def test_unknown_preset_and_field_are_named():
@@ -42,10 +43,30 @@ def test_bad_values_are_refused(tmp_path, field, value, message):
     data["train"][field] = value
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=message):
-        Config.load(tmp_path / "config.json")
+        runfolder.load_config(tmp_path)
 
 
 def test_unreadable_config_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not readable JSON"):
-        Config.load(tmp_path / "config.json")
+        runfolder.load_config(tmp_path)
+
+
+def test_a_config_json_from_before_per_domain_channels_still_loads():
+    data = preset("tiny").to_dict()
+    del data["model"]["channels_a"], data["model"]["channels_b"], data["model"]["generator"]
+    data["model"]["channels"] = 1
+    config = Config.from_dict(data | {"train": data["train"] | {"lambda_identity": 0.0}})
+    assert (config.model.channels_a, config.model.channels_b, config.model.generator) == (1, 1, "resnet")
+
+
+def test_domains_of_different_channels_need_no_identity_loss_and_a_known_generator():
+    data = preset("tiny").to_dict()
+    data["model"]["channels_a"] = 1
+    with pytest.raises(ConfigError, match="lambda_identity must be 0 when the domains' channels differ"):
+        Config.from_dict(data)
+    data["train"]["lambda_identity"] = 0.0
+    assert Config.from_dict(data).model == ModelConfig(**data["model"])
+    data["model"]["generator"] = "unet"
+    with pytest.raises(ConfigError, match="generator must be one of"):
+        Config.from_dict(data)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cyclegan.evaluate import evaluate_ground_truth
-from cyclegan.synthetic import affine_colour_baseline
-from cyclegan.translate import Translator
+from cyclegan.evaluate.heldout import evaluate_ground_truth
+from cyclegan.data.synthetic import affine_colour_baseline
+from cyclegan.translate.translator import Translator
 
 
 def _arrays(folder):

@@ -1,0 +1,194 @@
+"""Training health, judged from a run's history: the best epoch so far, when to stop, and
+plain-language warnings. Nothing here evaluates, trains or writes files.
+
+GAN losses do not say whether training works, so the trainer hands every held-out evaluation to a
+``TrainingMonitor``, and every step's NaN/inf flag to a ``NonFiniteGuard``. It keeps the best epoch by one selection metric (its generators go to
+``best/``), counts evaluations without improvement for ``--patience``, and raises warnings, each
+with what to try, when the numbers show a known failure:
+
+* discriminator dominance: a discriminator tells real from translated almost perfectly (AUC >=
+  0.99) and confidently (scores more than half its target range apart) for several evaluations
+  in a row, so its generator gets little useful gradient;
+* mode collapse: translations vary far less than their inputs (diversity < 0.1);
+* over-training: the held-out metric has been worse than the best for a long stretch;
+* divergence: NaN/inf losses (those steps are skipped; many in a row stop training).
+
+Warnings are logged and handed to a sink: in training, the run folder's ``warnings.json``
+(``runfolder.RunWarnings``), where ``cyclegan report`` and the app read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DOMINANCE_AUC = 0.99  # a discriminator that orders real above translated this reliably, ...
+DOMINANCE_GAP = 0.5  # ... with its scores this far apart (on a 0-1 scale), ...
+DOMINANCE_EVALS = 3  # ... this many evaluations in a row, dominates
+COLLAPSE_DIVERSITY = 0.1  # translations ten times less varied than their inputs have collapsed
+OVERTRAIN_EVALS = 5  # evaluations since the best epoch ...
+OVERTRAIN_MARGIN = 0.05  # ... with the metric at least 5% worse than the best
+NONFINITE_LIMIT = 10  # NaN/inf steps in a row before training stops
+
+
+class WarningSink(Protocol):
+    """Where warnings go (the run folder's ``runfolder.RunWarnings``, or a list in a test)."""
+
+    def add(self, kind: str, epoch: int, step: int, message: str) -> None: ...
+
+
+@dataclass
+class Verdict:
+    """What one evaluation means for training."""
+
+    value: float | None  # the selection metric, None when this evaluation did not compute it
+    improved: bool
+    stop: bool  # --patience ran out
+
+
+class TrainingMonitor:
+    """Follows the held-out evaluations of one run: best epoch, patience and warnings.
+
+    Its state (``state_dict``) goes into train_state.pt so a resumed run carries on counting.
+    """
+
+    def __init__(self, warnings: WarningSink, select_by: str = "swd", patience: int = 0,
+                 gan_loss: str = "lsgan") -> None:
+        self.warnings, self.select_by, self.patience, self.gan_loss = warnings, select_by, patience, gan_loss
+        self.best: dict[str, Any] | None = None  # epoch, step, value
+        self.since_best = 0  # evaluations without improvement
+        self.dominant = {"A": 0, "B": 0}  # evaluations in a row with the discriminator dominant
+        self.raised: set[str] = set()  # conditions warned about that have not cleared since
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "since_best": self.since_best, "dominant": dict(self.dominant),
+                "raised": sorted(self.raised)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.since_best = int(state.get("since_best", 0))
+        self.dominant = {"A": 0, "B": 0} | dict(state.get("dominant", {}))
+        self.raised = set(state.get("raised", []))
+
+    def observe(self, epoch: int, step: int, results: dict[str, dict[str, float]], value: float | None) -> Verdict:
+        """Take one evaluation (``results`` per direction, ``value`` its selection metric)."""
+        improved = value is not None and math.isfinite(value) and (self.best is None or value < self.best["value"])
+        if improved:
+            self.best = {"epoch": epoch, "step": step, "value": value}
+            self.since_best = 0
+            self.raised.discard("overtraining")
+        elif value is not None:
+            self.since_best += 1
+        self._check_dominance(epoch, step, results)
+        self._check_collapse(epoch, step, results)
+        self._check_overtraining(epoch, step, value)
+        stop = self.patience > 0 and self.since_best >= self.patience
+        return Verdict(value, improved, stop)
+
+    def _raise_once(self, kind: str, active: bool, epoch: int, step: int, message: str) -> None:
+        """Warn when a condition appears; stay quiet while it lasts; re-arm once it clears."""
+        if active and kind not in self.raised:
+            self.raised.add(kind)
+            log.warning("%s (epoch %d)", message, epoch)
+            self.warnings.add(kind.split(":")[0], epoch, step, message)
+        elif not active:
+            self.raised.discard(kind)
+
+    def _check_dominance(self, epoch: int, step: int, results: dict[str, dict[str, float]]) -> None:
+        # D_B judges A->B translations against real B; D_A judges B->A against real A.
+        for direction, domain in (("AtoB", "B"), ("BtoA", "A")):
+            values = results.get(direction, {})
+            if "d_auc" not in values:
+                continue
+            auc, gap = values["d_auc"], score_gap(values["d_real"], values["d_fake"], self.gan_loss)
+            self.dominant[domain] = self.dominant[domain] + 1 if auc >= DOMINANCE_AUC and gap >= DOMINANCE_GAP else 0
+            self._raise_once(
+                f"discriminator_dominance:{domain}", self.dominant[domain] >= DOMINANCE_EVALS, epoch, step,
+                f"Discriminator D_{domain} tells real {domain} images from translated ones almost perfectly "
+                f"(AUC {auc:.3f}, scores {gap:.2f} apart on a 0-1 scale) for {self.dominant[domain]} evaluations in a row, so generator "
+                f"{'G_AB' if domain == 'B' else 'G_BA'} gets little useful gradient. Try: weaken the "
+                "discriminators (--n-layers-d 2 or a smaller --ndf), keep --pool-size at 50, use --gan-loss lsgan, "
+                "or a lower --lr.")
+
+    def _check_collapse(self, epoch: int, step: int, results: dict[str, dict[str, float]]) -> None:
+        for direction, values in results.items():
+            div = values.get("diversity", float("nan"))
+            self._raise_once(
+                f"mode_collapse:{direction}", div < COLLAPSE_DIVERSITY, epoch, step,
+                f"Mode collapse in {direction}: translations vary {div:.2f}x as much as their inputs (1.0 keeps "
+                "the inputs' variety), so most inputs map to nearly the same image. Try: raise --lambda-cycle "
+                "(e.g. 15) so outputs must keep their input's content, lower --lr, or resume from an earlier "
+                "checkpoint; if the best/ epoch was healthier, use it (translate --best).")
+
+    def _check_overtraining(self, epoch: int, step: int, value: float | None) -> None:
+        if self.best is None or value is None:
+            return
+        worse = value > self.best["value"] * (1 + OVERTRAIN_MARGIN)
+        self._raise_once(
+            "overtraining", worse and self.since_best >= OVERTRAIN_EVALS, epoch, step,
+            f"Possible over-training: held-out {self.select_by} has been worse than its best "
+            f"({self.best['value']:.4g} at epoch {self.best['epoch']}) for {self.since_best} evaluations "
+            f"(now {value:.4g}). Try: use the best weights (translate --best), stop here, or set --patience "
+            "to stop automatically.")
+
+
+def score_gap(real: float, fake: float, gan_loss: str) -> float:
+    """How far apart a discriminator's mean scores on real and translated images are, as a fraction
+    of the distance between the targets its loss trains them toward (1: fully confident)."""
+    if gan_loss == "bce":  # logits: compare probabilities
+        return 1 / (1 + math.exp(-real)) - 1 / (1 + math.exp(-fake))
+    if gan_loss == "hinge":  # targets +1 and -1
+        return (real - fake) / 2
+    return real - fake  # lsgan: targets 1 and 0
+
+
+class NonFiniteGuard:
+    """Counts training steps skipped for NaN/inf losses; says when there have been too many in a row.
+
+    The counting happens on the device (``note``, every step, no host sync); the host reads the
+    counts only when ``check``-ed, at logging steps and at the end of each epoch.
+    """
+
+    def __init__(self, warnings: WarningSink, limit: int = NONFINITE_LIMIT) -> None:
+        self.warnings, self.limit = warnings, limit
+        self.in_epoch = 0
+        self._streak: torch.Tensor | None = None  # skipped steps in a row, up to the latest one
+        self._longest: torch.Tensor | None = None  # the longest streak since the last check
+        self._count: torch.Tensor | None = None  # skipped steps since the last check
+
+    def note(self, skipped: torch.Tensor) -> None:
+        """Count one step: ``skipped`` is 1.0 for a skipped step, 0.0 for one that updated."""
+        if self._streak is None:
+            self._streak, self._longest, self._count = (torch.zeros_like(skipped) for _ in range(3))
+        self._streak = (self._streak + 1) * skipped
+        self._longest = torch.maximum(self._longest, self._streak)
+        self._count = self._count + skipped
+
+    def check(self, step: int) -> bool:
+        """Read the counts (one host sync); True when ``limit`` steps in a row were skipped (time to stop)."""
+        if self._count is None:
+            return False
+        count, longest = int(self._count.item()), int(self._longest.item())
+        self._count = torch.zeros_like(self._count)
+        self._longest = self._streak.clone()
+        if count:
+            self.in_epoch += count
+            log.warning("%d step(s) up to step %d had NaN/inf losses; their updates were skipped", count, step)
+        return longest >= self.limit
+
+    def end_epoch(self, epoch: int, step: int) -> int:
+        """Write one warning for the epoch's skipped steps (if any); returns their count."""
+        count, self.in_epoch = self.in_epoch, 0
+        if count:
+            message = (f"Divergence: {count} training step(s) in epoch {epoch} had NaN/inf losses and were skipped. "
+                       "Try: a lower --lr, --gan-loss lsgan, or --no-amp; training stops by itself after "
+                       f"{self.limit} such steps in a row, keeping a resumable checkpoint.")
+            log.warning("%s (epoch %d)", message, epoch)
+            self.warnings.add("divergence", epoch, step, message)
+        return count

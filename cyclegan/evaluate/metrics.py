@@ -1,0 +1,295 @@
+"""Held-out metrics: one table describing them, and the pure functions that compute them.
+
+Two families, both computed on images the generators never trained on:
+
+* **Without ground truth or pretrained weights** (works offline, on any domain): the sliced
+  Wasserstein distance (SWD) between patches of translated images and real target images over a
+  Laplacian pyramid (Karras et al., 2018), beside the same distance for the input left unchanged;
+  cycle-reconstruction L1; identity-mapping L1; output diversity relative to the inputs'; and how
+  well each discriminator tells real from translated (mean scores and the AUC of that separation).
+* **With ground truth** (the synthetic dataset): L1, PSNR and SSIM against it, beside the identity
+  baseline (the input returned unchanged), which is the number a model must beat.
+
+``METRICS`` is the one table of them: best-epoch selection, the plots, the ``evaluate`` and
+``report`` tables and the app all read it, so adding a metric is one function and one row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..images import to_float
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number an evaluation reports per direction (``results["AtoB"][key]``).
+
+    metrics.csv stores it as ``val_{key}_{direction}`` (and, for a selectable metric, the mean of
+    the two directions as ``val_{key}``).
+    """
+
+    key: str
+    label: str  # short column title
+    better: str  # "lower", "higher", or "" for a count or a diagnostic with no better direction
+    group: str  # which table it belongs to: heldout, inception or ground_truth
+    fmt: str  # format spec for tables, e.g. ".4f"
+    width: int  # table column width
+    baseline: str | None = None  # key of the do-nothing baseline (the input unchanged), if it has one
+    selectable: bool = False  # best/ may be chosen by its mean over both directions
+    title: str | None = None  # held-out plot panel title; None: no panel of its own
+    axis: str = ""  # the panel's y label
+
+    def cell(self, value: float | int | None) -> str:
+        """``value`` formatted for this metric's column ('-' when it was not computed)."""
+        if value is None:
+            return f"{'-':>{self.width}}"
+        return f"{value:>{self.width}{self.fmt}}"
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("swd", "SWD", "lower", "heldout", ".2f", 9, baseline="swd_identity", selectable=True,
+           title="SWD to real target images (dashed: input unchanged)", axis="SWD x 1e3 (lower is better)"),
+    Metric("swd_identity", "SWD input", "lower", "heldout", ".2f", 11),
+    Metric("cycle_l1", "cycle L1", "lower", "heldout", ".4f", 10, selectable=True,
+           title="Cycle reconstruction L1", axis="L1, 0-1 scale"),
+    Metric("identity_mapping_l1", "identity L1", "lower", "heldout", ".4f", 13,
+           title="Identity mapping L1", axis="L1, 0-1 scale"),
+    Metric("diversity", "diversity", "higher", "heldout", ".3f", 11,
+           title="Output diversity / input diversity", axis="ratio (1 = inputs' variety)"),
+    Metric("d_auc", "D AUC", "", "heldout", ".3f", 7),
+    Metric("heldout_images", "images", "", "heldout", "", 8),
+    Metric("fid", "FID", "lower", "inception", ".2f", 10, selectable=True,
+           title="FID (Inception features)", axis="FID"),
+    Metric("kid", "KID", "lower", "inception", ".4f", 10, selectable=True,
+           title="KID (Inception features)", axis="KID"),
+    Metric("l1", "L1", "lower", "ground_truth", ".4f", 9, baseline="identity_l1"),
+    Metric("identity_l1", "L1 identity", "lower", "ground_truth", ".4f", 13),
+    Metric("psnr", "PSNR", "higher", "ground_truth", ".2f", 9, baseline="identity_psnr"),
+    Metric("identity_psnr", "PSNR identity", "higher", "ground_truth", ".2f", 15),
+    Metric("ssim", "SSIM", "higher", "ground_truth", ".3f", 7, baseline="identity_ssim"),
+    Metric("identity_ssim", "SSIM identity", "higher", "ground_truth", ".3f", 15),
+    Metric("images", "images", "", "ground_truth", "", 8),
+)
+BY_KEY = {m.key: m for m in METRICS}
+SELECTABLE = tuple(m.key for m in METRICS if m.selectable)
+INCEPTION_METRICS = tuple(m.key for m in METRICS if m.group == "inception")
+# SWD settings of Karras et al. (2018): 7x7 neighbourhoods, 128 per image and pyramid level, the
+# coarsest level 16 px, 4 x 128 random directions.
+SWD_PATCH = 7
+SWD_PATCHES_PER_IMAGE = 128
+SWD_MIN_LEVEL = 16
+SWD_DIRECTIONS = 512
+SWD_QUANTILES = 4096  # points at which the sorted projections are compared
+DIVERSITY_SIZE = 64  # images are compared pairwise at this size: enough to see collapse, cheap
+
+
+def table_rows(group: str) -> list[Metric]:
+    """The columns of one of the ``evaluate`` tables, in order."""
+    return [m for m in METRICS if m.group == group]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel-wise scores against ground truth
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean absolute difference on the [0, 1] pixel scale."""
+    return float((a - b).abs().mean() / 2)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB on the [0, 1] pixel scale (100 for identical images)."""
+    mse = float(((a - b) / 2).pow(2).mean())
+    return 100.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Structural similarity (Wang et al., 2004) of two images in [-1, 1], on the [0, 1] scale.
+
+    The standard form: an 11x11 Gaussian window of sigma 1.5 (smaller for tiny images),
+    K1 = 0.01, K2 = 0.03, averaged over pixels and channels. 1.0 means identical.
+    """
+    x, y = ((t.float().reshape(-1, *t.shape[-3:]) + 1) / 2 for t in (a, b))
+    channels = x.shape[1]
+    size = min(11, *x.shape[-2:])
+    size -= 1 - size % 2  # an odd window
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-coords**2 / (2 * 1.5**2))
+    g /= g.sum()
+    window = (g[:, None] * g[None, :]).expand(channels, 1, size, size)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return float(value.mean())
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Sliced Wasserstein distance over a Laplacian pyramid (Karras et al., 2018)
+
+
+def _binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=x.device) / 16
+    kernel = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
+    mode = "reflect" if min(x.shape[-2:]) > 2 else "replicate"
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode=mode), kernel, groups=x.shape[1])
+
+
+def laplacian_pyramid(x: torch.Tensor, min_size: int = SWD_MIN_LEVEL) -> list[torch.Tensor]:
+    """Band-pass levels from full resolution down, then the low-pass residual at >= ``min_size`` px.
+
+    Each level holds the detail of one scale, so SWD compares textures at every scale separately.
+    """
+    levels = []
+    while min(x.shape[-2:]) // 2 >= min_size:
+        down = _binomial_blur(x)[..., ::2, ::2]
+        up = F.interpolate(down, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        levels.append(x - up)
+        x = down
+    return levels + [x]
+
+
+def _patches(level: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random SWD_PATCH x SWD_PATCH neighbourhoods per image: (N * count, C, P, P)."""
+    n, c, h, w = level.shape
+    p = min(SWD_PATCH, h, w)
+    ys = torch.randint(h - p + 1, (n, count), generator=generator, device=level.device)
+    xs = torch.randint(w - p + 1, (n, count), generator=generator, device=level.device)
+    offsets = torch.arange(p, device=level.device)
+    rows = (ys[..., None] + offsets)[..., :, None]  # (n, count, p, 1)
+    cols = (xs[..., None] + offsets)[..., None, :]  # (n, count, 1, p)
+    images = torch.arange(n, device=level.device)[:, None, None, None]
+    picked = level.permute(0, 2, 3, 1)[images, rows, cols]  # (n, count, p, p, c)
+    return picked.permute(0, 1, 4, 2, 3).reshape(n * count, c, p, p)
+
+
+def _descriptors(images: torch.Tensor, generator: torch.Generator, device: torch.device,
+                 chunk: int = 32) -> list[torch.Tensor]:
+    """Per pyramid level, the random patches of every image, flattened (uint8 images in, floats out)."""
+    per_level: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), chunk):
+        levels = laplacian_pyramid(to_float(images[start:start + chunk].to(device)))
+        if not per_level:
+            per_level = [[] for _ in levels]
+        for store, level in zip(per_level, levels):
+            store.append(_patches(level, SWD_PATCHES_PER_IMAGE, generator))
+    return [torch.cat(parts) for parts in per_level]
+
+
+class SlicedWasserstein:
+    """Sliced Wasserstein distance (x 1000, as Karras et al. report it) to one fixed reference set.
+
+    Per pyramid level, patch descriptors are projected on random unit directions and the 1-D
+    Wasserstein distance of each projection is averaged. The reference's sorted projections are
+    computed once and kept at SWD_QUANTILES quantiles, so scoring each epoch's translations against
+    the same held-out images pays only for the translations. Descriptors are normalised with the
+    *reference* set's per-channel mean and standard deviation (Karras et al. normalise each set by
+    its own, which would hide a global colour cast: exactly the failure a translation can have).
+    Patch positions and directions come from ``seed``, so the reference compared with itself
+    scores exactly 0 and scores are comparable across epochs.
+    """
+
+    def __init__(self, reference: torch.Tensor, device: torch.device | str = "cpu", seed: int = 0) -> None:
+        self.device, self.seed = torch.device(device), seed
+        self.size = tuple(reference.shape[-2:])
+        directions = torch.Generator(self.device).manual_seed(seed + 1)
+        self.levels = []
+        for y in _descriptors(reference, self._positions(), self.device):
+            mean = y.mean(dim=(0, 2, 3), keepdim=True)
+            std = y.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-8)
+            dirs = torch.randn(y[0].numel(), SWD_DIRECTIONS, generator=directions, device=self.device)
+            dirs /= dirs.norm(dim=0, keepdim=True)
+            level = (mean, std, dirs)
+            self.levels.append((*level, _sorted_quantiles(y, level)))
+
+    def _positions(self) -> torch.Generator:
+        return torch.Generator(self.device).manual_seed(self.seed)
+
+    def __call__(self, images: torch.Tensor) -> float:
+        if tuple(images.shape[-2:]) != self.size:
+            raise ValueError(f"SWD needs images of one size, got {tuple(images.shape[-2:])} and {self.size}")
+        distances = [float((_sorted_quantiles(x, level[:3]) - level[3]).abs().mean())
+                     for x, level in zip(_descriptors(images, self._positions(), self.device), self.levels)]
+        return 1e3 * sum(distances) / len(distances)
+
+
+def _sorted_quantiles(descriptors: torch.Tensor, level: tuple[torch.Tensor, ...], chunk: int = 128) -> torch.Tensor:
+    """(directions, SWD_QUANTILES): each projection of the normalised descriptors, sorted, read at
+    evenly spaced quantiles, so sets of any size compare point by point."""
+    mean, std, dirs = level
+    x = ((descriptors - mean) / std).flatten(1)
+    grid = ((torch.arange(SWD_QUANTILES, device=x.device) + 0.5) * len(x) / SWD_QUANTILES).long()
+    # Sorting along rows is the fast layout; directions go in chunks to bound memory.
+    return torch.cat([(d.T @ x.T).sort(1).values[:, grid] for d in dirs.split(chunk, dim=1)])
+
+
+def swd(images: torch.Tensor, reference: torch.Tensor, device: torch.device | str = "cpu", seed: int = 0) -> float:
+    """SWD between two uint8 image sets of one size (see SlicedWasserstein)."""
+    return SlicedWasserstein(reference, device, seed)(images)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Collapse and discriminator balance
+
+
+def mean_pairwise_distance(images: torch.Tensor, size: int = DIVERSITY_SIZE, device: torch.device | str = "cpu",
+                           chunk: int = 16) -> float:
+    """Mean L1 distance (0-1 scale) over all pairs of uint8 images, compared at ``size`` px at most."""
+    if len(images) < 2:
+        return float("nan")
+    x = to_float(images.to(device))
+    if max(x.shape[-2:]) > size:
+        x = F.interpolate(x, size=(size, size), mode="area")
+    flat = x.flatten(1)
+    total = sum(float((flat[i:i + chunk, None] - flat[None]).abs().mean(-1).sum()) for i in range(0, len(flat), chunk))
+    n = len(flat)
+    return total / 2 / (n * (n - 1))  # /2: [-1, 1] to the 0-1 scale; the diagonal adds 0
+
+
+def separation_auc(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Probability that a random real image scores above a random translated one (ties count 1/2).
+
+    0.5: the discriminator cannot tell them apart; 1.0: it separates them perfectly, whatever
+    scale its loss puts the scores on.
+    """
+    diff = real.double()[:, None] - fake.double()[None, :]
+    return float((diff > 0).double().mean() + 0.5 * (diff == 0).double().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Best-epoch selection
+
+
+def selection_value(results: dict[str, dict[str, float]], metric: str) -> float | None:
+    """The best-epoch criterion: ``metric`` averaged over both directions (None when not computed)."""
+    if metric not in SELECTABLE:
+        raise ValueError(f"cannot select by {metric!r}; choose one of {', '.join(SELECTABLE)}")
+    values = [r[metric] for r in results.values() if metric in r]
+    return sum(values) / len(values) if len(values) == len(results) and values else None
+
+
+def flatten(results: dict[str, dict[str, float]], prefix: str = "val_") -> dict[str, float]:
+    """``{"AtoB": {"swd": x}}`` -> ``{"val_swd_AtoB": x}``, plus each metric's mean over directions
+    as ``val_swd`` (the form metrics.csv and the plots use)."""
+    flat: dict[str, float] = {}
+    for direction, values in results.items():
+        for key, value in values.items():
+            flat[f"{prefix}{key}_{direction}"] = value
+    for key in SELECTABLE:
+        value = selection_value(results, key)
+        if value is not None:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,1 @@
+"""The networks: generators (a registry, one class per architecture) and discriminators."""

@@ -1,0 +1,440 @@
+"""The training loop: epochs, the learning-rate schedule, logging, samples, held-out evaluation,
+best/, warnings, plots, checkpoints and exact resume.
+
+Plain top-to-bottom code on purpose: read ``train`` from start to end to see everything that
+happens to a run, and ``_end_epoch`` for what follows each epoch (evaluate, record, save best,
+warn, plot), each a call you can see.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import runfolder
+from ..config import RESUMABLE_OVERRIDES, Config, validate
+from ..data.dataset import ImageCache, UnpairedDataset, epoch_batches, epoch_indices, eval_tensor
+from ..data.folders import find_images, heldout_for
+from ..devices import Autocast, autocast_for, channels_last_wanted, select_device
+from ..errors import ConfigError, CycleGANError
+from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor
+from ..evaluate.heldout import HeldOut, evaluate_heldout
+from ..evaluate.inception import inception_network
+from ..evaluate.metrics import flatten, selection_value
+from ..evaluate.plots import save_sample_grid, save_training_plots
+from ..images import load_image
+from . import distributed
+from .pool import ImagePool
+from .step import Models, Optimizers, prepare_for_training, train_step
+
+log = logging.getLogger(__name__)
+
+SAMPLE_COUNT = 4  # rows in each epoch's sample grid
+
+
+class TrainingInterrupted(CycleGANError):
+    """Training stopped on request (Ctrl-C) after saving a resumable checkpoint."""
+
+
+class TrainingDiverged(CycleGANError):
+    """Training stopped because step after step had NaN/inf losses (see evaluate/health.py)."""
+
+
+def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
+    """Constant for ``epochs``, then linear decay toward zero over ``epochs_decay`` (as published)."""
+    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
+@dataclass
+class Run:
+    """Everything one training run holds while it trains; ``train`` builds it, the helpers use it."""
+
+    config: Config
+    run_dir: Path
+    world: distributed.World
+    device: torch.device
+    autocast: Autocast
+    models: Models  # plain modules: what is saved, sampled and evaluated
+    nets: Models  # the same networks as the step calls them (channels_last, compiled, DDP)
+    opt: Optimizers
+    pools: tuple[ImagePool, ImagePool]
+    metrics: runfolder.MetricsLog
+    warnings: runfolder.RunWarnings
+    monitor: TrainingMonitor
+    guard: NonFiniteGuard
+    heldout: HeldOut | None  # None: evaluation is off, or this is not rank 0
+    inception: nn.Module | None
+    sample_paths: tuple[list[Path], list[Path]]
+    epoch: int = 0
+    batch: int = 0  # batches done in the current epoch (by this rank)
+    step: int = 0
+    started: float = field(default_factory=time.time)
+
+    @property
+    def total_epochs(self) -> int:
+        return self.config.train.epochs + self.config.train.epochs_decay
+
+
+def train(config: Config, run_dir: str | Path, *, resume: bool = False,
+          should_stop: Callable[[int], bool] | None = None) -> Path:
+    """Train (or resume) the run in ``run_dir``; returns the run folder.
+
+    To resume, pass the run's saved config (see ``merge_resume_config``) and ``resume=True``.
+
+    ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C does the
+    same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
+    """
+    run_dir = Path(run_dir)
+    t = config.train
+    world = distributed.world_from_env()  # one process unless launched by torchrun
+    device = distributed.setup(world, select_device(t.device))
+    if resume:
+        state = runfolder.load_state(run_dir)
+    else:
+        distributed.run_on_main(lambda: check_new_run(config, run_dir))
+        state = None
+    torch.manual_seed(t.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    # Held-out images (test folders, else a seeded split of the training folders) give the sample
+    # grids and the per-epoch evaluation.
+    paths_a, heldout_a = heldout_for(t, "A", find_images(t.domain_a, strict=t.strict, label="domain A folder"))
+    paths_b, heldout_b = heldout_for(t, "B", find_images(t.domain_b, strict=t.strict, label="domain B folder"))
+    log.info("Domain A: %d images from %s; domain B: %d images from %s; device %s",
+             len(paths_a), t.domain_a, len(paths_b), t.domain_b, device)
+    channels = (config.model.channels_a, config.model.channels_b)
+    dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed, channels)
+    shard_length = _shard_length(len(dataset), world)
+    # Written only now that the data is known to be usable: a first attempt at unreadable folders
+    # leaves no half-made run folder behind to block the retry.
+    distributed.run_on_main(lambda: write_run_config(config, run_dir, resume))
+    cache = ImageCache.build(dataset, device) if t.cache_images else None
+
+    models = Models.build(config, device)
+    autocast = autocast_for(device, t.amp and device.type == "cuda")
+    warnings = runfolder.RunWarnings(run_dir, write=world.is_main)  # only rank 0 writes the run folder
+    run = Run(config, run_dir, world, device, autocast, models, models, Optimizers.build(models, config),
+              # Each rank keeps its own history of fakes, drawn from its own stream (rank 0's is the
+              # single-process one).
+              (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank)),
+              runfolder.MetricsLog(run_dir), warnings, TrainingMonitor(warnings, t.select_by, t.patience, t.gan_loss),
+              NonFiniteGuard(warnings), *_heldout_set(config, heldout_a, heldout_b, device, world),
+              sample_paths=(heldout_a, heldout_b))
+    if state is not None:
+        _restore(run, state)
+    run.nets = prepare_for_training(models, config, device, autocast)
+
+    stop = {"stop": False}
+    with _stop_on_sigint(stop):
+        while run.epoch < run.total_epochs:
+            lr = t.lr * lr_factor(run.epoch, t.epochs, t.epochs_decay)
+            for optimizer in (run.opt.G, run.opt.D):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            _train_one_epoch(run, dataset, cache, shard_length, lr, stop, should_stop)
+            run.epoch += 1
+            run.batch = 0
+            stop_early = _end_epoch(run) if world.is_main else False
+            save_checkpoint(run)
+            log.info("epoch %d/%d done (step %d, lr %.2e, %.0fs)", run.epoch, run.total_epochs, run.step, lr,
+                     time.time() - run.started)
+            if distributed.any_rank(stop_early, device):
+                break
+    distributed.cleanup()
+    return run_dir
+
+
+def _heldout_set(config: Config, paths_a: list[Path], paths_b: list[Path], device: torch.device,
+                 world: distributed.World) -> tuple[HeldOut | None, nn.Module | None]:
+    """The held-out images (and the Inception network with --fid) unless evaluation is off.
+
+    Only the main process of a distributed run evaluates and writes files.
+    """
+    t = config.train
+    if not world.is_main:
+        return None, None
+    if t.eval_every == 0:
+        log.info("Held-out evaluation is off (--eval-every 0): no best/ checkpoint, no collapse checks")
+        return None, None
+    channels = (config.model.channels_a, config.model.channels_b)
+    heldout = HeldOut.from_paths(paths_a, paths_b, t.crop_size, device, channels)
+    inception = inception_network(t.inception_weights) if t.fid else None
+    return heldout, inception.to(device) if inception is not None else None
+
+
+def _restore(run: Run, state: dict) -> None:
+    """Carry on from train_state.pt.
+
+    The networks come from train_state.pt, not from the *.safetensors beside it: a kill while a
+    checkpoint was being written can leave those one save ahead of the optimizer state. Rows and
+    warnings logged after the saved step belong to training that is now redone.
+    """
+    for name, net in run.models.named().items():
+        saved = state["models"].get(name, {})
+        runfolder.check_state_dict(net, saved, run.run_dir / runfolder.STATE_FILE)
+        net.load_state_dict(saved)
+    run.opt.load_state_dict(state["opt_G"], state["opt_D"])
+    _restore_pools(run.pools, state, run.world, run.device)
+    run.epoch, run.step = state["epoch"], state["step"]
+    run.batch = distributed.rank_batches_done(state["batch"], run.config.train.batch_size,
+                                              state.get("world_size", 1), run.world.size)
+    if run.world.is_main:
+        run.metrics.truncate_after(run.step)
+        run.warnings.truncate_after(run.step)
+        if state.get("health"):
+            run.monitor.load_state_dict(state["health"])
+    log.info("Resuming %s at epoch %d, step %d", run.run_dir, run.epoch + 1, run.step)
+
+
+def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | None, shard_length: int, lr: float,
+                     stop: dict[str, bool], should_stop: Callable[[int], bool] | None) -> None:
+    """The steps of one epoch, from where a resume left it; losses to metrics.csv every log_every
+    steps. Raises TrainingDiverged or TrainingInterrupted after saving a checkpoint."""
+    t, world, device = run.config.train, run.world, run.device
+    dataset.set_epoch(run.epoch)
+    indices = epoch_indices(shard_length, start=run.batch * t.batch_size, rank=world.rank, world_size=world.size)
+    loader = epoch_batches(dataset, cache, indices, t.batch_size, t.num_workers, device)
+    channels_last = channels_last_wanted(t.channels_last, device)
+    sums: dict[str, torch.Tensor] = {}
+    updated = torch.zeros((), device=device)  # steps since the last log whose update was applied
+    bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{run.total_epochs}", unit="it", leave=False,
+               initial=run.batch, total=run.batch + len(loader), disable=not world.is_main)
+    for real_a, real_b in bar:
+        real_a = real_a.to(device, non_blocking=True)
+        real_b = real_b.to(device, non_blocking=True)
+        if channels_last:
+            real_a = real_a.contiguous(memory_format=torch.channels_last)
+            real_b = real_b.contiguous(memory_format=torch.channels_last)
+        losses = train_step(run.nets, run.opt, run.pools, real_a, real_b, run.config, run.autocast)
+        skipped = losses.pop("skipped")  # 1.0: a NaN/inf loss, update skipped; its losses are left out
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0) + torch.where(skipped.bool(), 0.0, v.float())
+        updated = updated + (1 - skipped)
+        run.guard.note(skipped)  # counted on the device: no host sync
+        run.step += 1
+        run.batch += 1
+        if run.step % t.log_every == 0:  # the host reads the losses back only here
+            count = int(updated.item())  # the same on every rank: skips are agreed on
+            sums = distributed.mean_over_ranks(sums)
+            means = {k: (v / count).item() for k, v in sums.items()} if count else {}
+            if world.is_main:
+                run.metrics.append({"epoch": run.epoch + 1, "step": run.step, "lr": lr,
+                                    "seconds": round(time.time() - run.started, 2), **means})
+            bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
+            sums, updated = {}, torch.zeros((), device=device)
+            if _too_many_skipped(run):
+                bar.close()
+                raise _diverged(run)
+        if _stop_now(stop, run.step, should_stop, world, t.log_every, device):
+            bar.close()
+            save_checkpoint(run)
+            distributed.cleanup()
+            raise TrainingInterrupted(f"stopped at epoch {run.epoch + 1}, step {run.step}; checkpoint saved, continue "
+                                      f"with `cyclegan train --resume {run.run_dir}`")
+    bar.close()
+    if _too_many_skipped(run):
+        raise _diverged(run)
+
+
+def _end_epoch(run: Run) -> bool:
+    """After epoch ``run.epoch`` (rank 0 only): samples, then, when due, evaluate -> record -> save
+    best -> warn -> plot. Returns True when --patience says to stop."""
+    t = run.config.train
+    save_samples(run)
+    skipped = run.guard.end_epoch(run.epoch, run.step)  # warns once for the epoch's skipped steps
+    due = run.epoch % max(t.eval_every, 1) == 0 or run.epoch == run.total_epochs
+    if run.heldout is None or not due:
+        if skipped:  # recorded whether or not the epoch is evaluated, for `cyclegan report`
+            run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, "skipped_steps": skipped})
+        return False
+    started = time.time()
+    m = run.models
+    results = evaluate_heldout(m.G_AB, m.G_BA, run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
+                               inception=run.inception)
+    value = selection_value(results, t.select_by)
+    if value is None:
+        log.warning("held-out %s could not be computed this epoch; the best epoch is not updated", t.select_by)
+    verdict = run.monitor.observe(run.epoch, run.step, results, value)  # judges, and warns into warnings.json
+    flat = flatten(results)
+    run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, **flat, "skipped_steps": skipped,
+                                 "eval_seconds": round(time.time() - started, 2)})
+    if verdict.improved:
+        runfolder.save_best(run.run_dir, {"G_AB": m.G_AB, "G_BA": m.G_BA},
+                            {"epoch": run.epoch, "step": run.step, "metric": f"val_{t.select_by}", "value": value,
+                             "metrics": flat})
+    best = run.monitor.best
+    save_training_plots(run.run_dir, best["epoch"] if best else None)
+    log.info("held-out epoch %d: SWD A->B %.2f (unchanged input %.2f), B->A %.2f (%.2f); best %s %.4g at epoch %d "
+             "(%.1fs)", run.epoch, results["AtoB"]["swd"], results["AtoB"]["swd_identity"], results["BtoA"]["swd"],
+             results["BtoA"]["swd_identity"], t.select_by, best["value"] if best else float("nan"),
+             best["epoch"] if best else 0, time.time() - started)
+    if verdict.stop:
+        log.warning("Stopping early: held-out %s has not improved for %d evaluations (--patience); the best "
+                    "epoch is %d, in %s", t.select_by, run.monitor.since_best, best["epoch"] if best else 0,
+                    run.run_dir / runfolder.BEST_DIR)
+    return verdict.stop
+
+
+def save_samples(run: Run) -> None:
+    """The epoch's sample grid, drawn with the plain (unwrapped, uncompiled) generators."""
+    size, device, m = run.config.train.crop_size, run.device, run.models
+    channels = (run.config.model.channels_a, run.config.model.channels_b)
+    with torch.inference_mode(), run.autocast():
+        a = _sample_batch(run.sample_paths[0], size, channels[0]).to(device)
+        b = _sample_batch(run.sample_paths[1], size, channels[1]).to(device)
+        n = min(len(a), len(b))
+        a, b = a[:n], b[:n]
+        fake_b, fake_a = m.G_AB(a), m.G_BA(b)
+        columns = [a, fake_b, m.G_BA(fake_b), b, fake_a, m.G_AB(fake_a)]
+    save_sample_grid(runfolder.sample_path(run.run_dir, run.epoch), columns)
+
+
+def _sample_batch(paths: list[Path], size: int, channels: int) -> torch.Tensor:
+    return torch.stack([eval_tensor(load_image(p, channels), size) for p in paths[:SAMPLE_COUNT]])
+
+
+def save_checkpoint(run: Run) -> None:
+    """The four networks' weights, then train_state.pt. Every rank calls this: each hands its pool
+    to rank 0, which alone writes; the others wait."""
+    pools_by_rank = distributed.gather_to_main({"A": run.pools[0].state_dict(), "B": run.pools[1].state_dict()})
+
+    def write() -> None:
+        named = run.models.named()
+        for name, net in named.items():
+            runfolder.save_weights(net, runfolder.weights_path(run.run_dir, name), run.step)
+        runfolder.save_state(run.run_dir, {
+            "epoch": run.epoch, "batch": run.batch, "step": run.step,
+            "models": {name: net.state_dict() for name, net in named.items()},
+            "opt_G": run.opt.G.state_dict(), "opt_D": run.opt.D.state_dict(),
+            "world_size": run.world.size, "pools": pools_by_rank, "health": run.monitor.state_dict(),
+        })
+
+    distributed.run_on_main(write)
+
+
+def _too_many_skipped(run: Run) -> bool:
+    """At a logging step or an epoch's end: True when so many steps in a row had NaN/inf losses
+    that training must stop (the divergence warning is then written)."""
+    if not run.guard.check(run.step):
+        return False
+    run.guard.end_epoch(run.epoch + 1, run.step)
+    return True
+
+
+def _diverged(run: Run) -> TrainingDiverged:
+    """The error that ends a diverged run, after saving a checkpoint when the weights are still finite
+    (skipped steps never reach the weights, but a step whose loss was finite can still break them)."""
+    finite = all(torch.isfinite(p).all() for net in run.models.named().values() for p in net.parameters())
+    if finite:
+        save_checkpoint(run)
+        kept = f"a resumable checkpoint at step {run.step} was saved"
+    else:
+        kept = "the weights are no longer finite, so the checkpoint of the last finished epoch was kept"
+    return TrainingDiverged(
+        f"training diverged at epoch {run.epoch + 1}, step {run.step}: {NONFINITE_LIMIT} or more steps in a row had "
+        f"NaN/inf losses; {kept}. Try a new run with a lower --lr or --gan-loss lsgan, or continue with "
+        f"`cyclegan train --resume {run.run_dir}`")
+
+
+@contextmanager
+def _stop_on_sigint(flag: dict[str, bool]) -> Iterator[None]:
+    """First Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:  # not the main thread: no signal handling possible
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        log.warning("Stopping after this step and saving a resumable checkpoint (Ctrl-C again to abort)")
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def check_new_run(config: Config, run_dir: Path) -> None:
+    """Refuse a run folder that already has files (never overwrite a run) or an invalid config."""
+    runfolder.check_new_run_folder(run_dir)
+    validate(config)
+
+
+def write_run_config(config: Config, run_dir: Path, resume: bool) -> None:
+    """config.json of a new run (creating its folder), or the resumed run's (which may extend the epochs)."""
+    if not resume:
+        # checked again, not only before the images were found and decoded: that can take minutes,
+        # and another `train` (or the app's Train tab) may have claimed the folder meanwhile
+        check_new_run(config, run_dir)
+    runfolder.write_config(run_dir, config)
+
+
+def merge_resume_config(saved: Config, overrides: dict[str, object]) -> Config:
+    """Apply command-line overrides to a saved config; refuse ones that would change what is trained."""
+    model_fields = saved.model.__dataclass_fields__
+    refused = []
+    for name, value in overrides.items():
+        section = saved.model if name in model_fields else saved.train
+        current = getattr(section, name)
+        if value == current:
+            continue
+        if name not in RESUMABLE_OVERRIDES:
+            refused.append(f"{name} (saved {current!r}, given {value!r})")
+            continue
+        setattr(section, name, value)
+    if refused:
+        raise ConfigError("cannot resume with a different " + "; ".join(refused)
+                          + ": drop these flags, or start a new run with --run")
+    validate(saved)
+    return saved
+
+
+def _shard_length(length: int, world: distributed.World) -> int:
+    """How much of an epoch's order the ranks share out: a multiple of the world size, so every rank
+    runs the same number of steps (DDP needs that; the remainder is dropped, under one item per rank)."""
+    usable = length - length % world.size
+    if usable == 0:
+        raise ConfigError(f"{length} training pair(s) cannot be split over {world.size} processes; "
+                          "add images or launch fewer processes")
+    return usable
+
+
+def _restore_pools(pools: tuple[ImagePool, ImagePool], state: dict, world: distributed.World,
+                   device: torch.device) -> None:
+    """Each rank takes back the pool it saved; a rank that did not exist at save time starts empty."""
+    saved = state.get("pools") or [{"A": state["pool_A"], "B": state["pool_B"]}]
+    if world.rank < len(saved):
+        pools[0].load_state_dict(saved[world.rank]["A"], device)
+        pools[1].load_state_dict(saved[world.rank]["B"], device)
+    else:
+        log.info("Rank %d starts with empty history pools (the run was saved with %d process(es))",
+                 world.rank, len(saved))
+
+
+def _stop_now(stop: dict[str, bool], step: int, should_stop: Callable[[int], bool] | None,
+              world: distributed.World, log_every: int, device: torch.device) -> bool:
+    """Whether to stop after this step. Alone: as soon as asked. With several ranks all must stop at
+    the same step, so the ranks agree only at logging steps (one tiny all-reduce, no per-step sync)."""
+    if should_stop is not None and should_stop(step):
+        stop["stop"] = True
+    if not world.distributed:
+        return stop["stop"]
+    return step % log_every == 0 and distributed.any_rank(stop["stop"], device)

@@ -1,0 +1,161 @@
+"""One CycleGAN update: both generators, then both discriminators on pooled fakes.
+
+Also what the update works on: the four networks (``Models``), their optimizers, and the
+networks as the step calls them (``prepare_for_training``: channels_last, compiled, in DDP).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..devices import Autocast, channels_last_wanted
+from ..models.discriminators import build_discriminator
+from ..models.generators import build_generator
+from . import distributed, speed
+from .losses import cycle_loss, discriminator_adversarial, generator_adversarial, identity_loss
+from .pool import ImagePool
+
+
+@dataclass
+class Models:
+    G_AB: nn.Module
+    G_BA: nn.Module
+    D_A: nn.Module  # tells real A from B->A fakes
+    D_B: nn.Module  # tells real B from A->B fakes
+
+    @classmethod
+    def build(cls, config: Config, device: torch.device) -> "Models":
+        m = config.model
+        return cls(build_generator(m, "AtoB").to(device), build_generator(m, "BtoA").to(device),
+                   build_discriminator(m, "A").to(device), build_discriminator(m, "B").to(device))
+
+    def named(self) -> dict[str, nn.Module]:
+        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+
+
+@dataclass
+class Optimizers:
+    G: torch.optim.Optimizer
+    D: torch.optim.Optimizer
+
+    @classmethod
+    def build(cls, models: Models, config: Config) -> "Optimizers":
+        t = config.train
+        betas = (t.beta1, t.beta2)
+        # Fused Adam on CUDA: one kernel for all parameters, and it skips a NaN/inf step on the device
+        # (``step_unless``). The default elsewhere: on the CPU fused Adam would change the numbers the
+        # demo and the learning test were tuned with, for nothing (a host sync costs nothing there).
+        fused = True if next(models.G_AB.parameters()).is_cuda else None
+        return cls(
+            torch.optim.Adam(itertools.chain(models.G_AB.parameters(), models.G_BA.parameters()), t.lr, betas,
+                             fused=fused),
+            torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas,
+                             fused=fused),
+        )
+
+    def load_state_dict(self, opt_g: dict, opt_d: dict) -> None:
+        """Load saved optimizer states but keep this device's choice of fused kernels (a run saved on
+        a GPU may resume on the CPU and the other way round)."""
+        for optimizer, state in ((self.G, opt_g), (self.D, opt_d)):
+            fused = [group.get("fused") for group in optimizer.param_groups]
+            optimizer.load_state_dict(state)
+            for group, flag in zip(optimizer.param_groups, fused):
+                group["fused"] = flag
+
+
+def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
+    """``optimizer.step()`` unless ``skip`` is 1.0 (a NaN/inf loss).
+
+    Fused Adam (CUDA) decides on the device, with no host sync: it reads ``found_inf`` as
+    torch.amp.GradScaler hands it over, and where it is 1 the kernel leaves the weights, the
+    moments and the step count untouched. Any other optimizer (the CPU's) asks the host, where
+    that costs nothing.
+    """
+    if optimizer.param_groups[0].get("fused"):
+        optimizer.found_inf = skip
+        optimizer.step()
+    elif not bool(skip):
+        optimizer.step()
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
+               real_b: torch.Tensor, config: Config, autocast: Autocast) -> dict[str, torch.Tensor]:
+    """One CycleGAN update: generators first (discriminators frozen), then discriminators on pooled fakes.
+
+    Returns detached losses as tensors, so the caller decides when to pay for a host sync, and
+    ``skipped``: 1.0 when a loss was NaN/inf on any rank. A NaN/inf generator loss skips the whole
+    step (both updates, and its fakes stay out of the history pool); a NaN/inf discriminator loss
+    skips the discriminator update, after the generator update was applied. All of it is decided
+    on the device: with fused Adam (CUDA) the step never waits for the host.
+    """
+    t = config.train
+    G_AB, G_BA, D_A, D_B = models.G_AB, models.G_BA, models.D_A, models.D_B
+    # Frozen discriminators are called outside their DDP wrappers: a wrapper's forward prepares a
+    # gradient all-reduce, which would never happen for parameters that get no gradient.
+    frozen_a, frozen_b = distributed.unwrap(D_A), distributed.unwrap(D_B)
+
+    set_requires_grad([D_A, D_B], False)
+    opt.G.zero_grad(set_to_none=True)
+    with autocast():
+        fake_b = G_AB(real_a)
+        fake_a = G_BA(real_b)
+        adv = (generator_adversarial(t.gan_loss, frozen_b(fake_b))
+               + generator_adversarial(t.gan_loss, frozen_a(fake_a)))
+        cyc = cycle_loss(G_BA(fake_b), real_a, t.lambda_cycle) + cycle_loss(G_AB(fake_a), real_b, t.lambda_cycle)
+        if t.lambda_identity > 0:  # the config makes sure both domains then have the same channels
+            idt = (identity_loss(G_AB(real_b), real_b, t.lambda_cycle, t.lambda_identity)
+                   + identity_loss(G_BA(real_a), real_a, t.lambda_cycle, t.lambda_identity))
+        else:
+            idt = torch.zeros((), device=real_a.device)
+        loss_g = adv + cyc + idt
+    loss_g.backward()
+    bad_g = distributed.nonfinite_on_any_rank(loss_g)  # an update from a NaN/inf loss would ruin the weights
+    step_unless(opt.G, bad_g)
+
+    set_requires_grad([D_A, D_B], True)
+    opt.D.zero_grad(set_to_none=True)
+    pool_a, pool_b = pools
+    with autocast():
+        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a, bad_g)))
+        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b, bad_g)))
+    (loss_d_a + loss_d_b).backward()
+    skipped = torch.maximum(bad_g, distributed.nonfinite_on_any_rank(loss_d_a + loss_d_b))
+    step_unless(opt.D, skipped)
+    return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
+            "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(),
+            "skipped": skipped}
+
+
+def prepare_for_training(models: Models, config: Config, device: torch.device, autocast: Autocast) -> Models:
+    """The networks as the training step calls them: channels_last (CUDA), compiled (``compile``),
+    in DistributedDataParallel (several ranks).
+
+    The modules in ``models`` themselves stay plain: they are what is saved, sampled and evaluated
+    (a compiled module's state_dict keys carry an ``_orig_mod.`` prefix; a DDP one, ``module.``).
+    """
+    t = config.train
+    channels_last = channels_last_wanted(t.channels_last, device)
+    inputs = {"G_AB": config.model.channels_a, "G_BA": config.model.channels_b,
+              "D_A": config.model.channels_a, "D_B": config.model.channels_b}
+    wrapped = {}
+    for name, net in models.named().items():
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        if t.compile:
+            example = torch.zeros(t.batch_size, inputs[name], t.crop_size, t.crop_size, device=device)
+            if channels_last:
+                example = example.contiguous(memory_format=torch.channels_last)
+            net = speed.compile_or_eager(net, example, autocast)
+        wrapped[name] = distributed.wrap(net, device)
+    return Models(**wrapped)

@@ -1,0 +1,131 @@
+"""The training loop: run folder layout, exact resume, interruption, and refusing unsafe restarts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+
+import pytest
+import torch
+
+from cyclegan import runfolder as ckpt
+from cyclegan.config import Config
+from cyclegan.errors import CheckpointError, ConfigError, CycleGANError
+from cyclegan.train.loop import TrainingInterrupted, lr_factor, merge_resume_config, train
+
+from conftest import small_config
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    out = {}
+    for name in ckpt.GENERATORS + ckpt.DISCRIMINATORS:
+        for key, value in ckpt.read_weights(run / f"{name}.safetensors").items():
+            out[f"{name}.{key}"] = value
+    return out
+
+
+def _max_difference(a, b) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_run_folder_has_the_documented_layout(tmp_path, config):
+    run = train(config, tmp_path / "run")
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "G_AB.safetensors", "G_BA.safetensors", "D_A.safetensors", "D_B.safetensors",
+            "train_state.pt", "metrics.csv", "samples"} <= names
+    assert {p.name for p in (run / "samples").iterdir()} == {"epoch_001.png", "epoch_002.png"}
+    assert ckpt.load_config(run) == config
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert rows and {"epoch", "step", "lr", "loss_G", "loss_cycle", "loss_D_A", "loss_D_B"} <= rows[0].keys()
+    assert not [p for p in run.rglob("*.tmp")]
+
+
+def test_two_epochs_straight_equal_one_plus_resume_plus_one(tmp_path, shapes_dir):
+    straight = train(small_config(shapes_dir, epochs=2, epochs_decay=0), tmp_path / "straight")
+    split = train(small_config(shapes_dir, epochs=1, epochs_decay=0), tmp_path / "split")
+    saved = merge_resume_config(ckpt.load_config(split), {"epochs": 2})
+    train(saved, split, resume=True)
+    assert _max_difference(_weights(straight), _weights(split)) <= 1e-6
+    assert json.loads((split / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_a_kill_between_the_weight_files_and_train_state_still_resumes_exactly(tmp_path, shapes_dir):
+    straight = train(small_config(shapes_dir, epochs=2, epochs_decay=0), tmp_path / "straight")
+    split = train(small_config(shapes_dir, epochs=1, epochs_decay=0), tmp_path / "split")
+    # what a kill part-way through the second epoch's save leaves: two networks already replaced by
+    # their step-12 versions, train_state.pt still at step 6
+    for name in ("G_AB", "D_B"):
+        (split / f"{name}.safetensors").write_bytes((straight / f"{name}.safetensors").read_bytes())
+    assert ckpt.load_state(split)["step"] == 6
+    train(merge_resume_config(ckpt.load_config(split), {"epochs": 2}), split, resume=True)
+    assert _max_difference(_weights(straight), _weights(split)) <= 1e-6
+
+
+def test_a_first_attempt_at_a_bad_folder_leaves_no_run_behind(tmp_path, shapes_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CycleGANError, match="empty"):
+        train(small_config(shapes_dir, domain_a=str(empty)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    train(small_config(shapes_dir), tmp_path / "run")  # the retry with the right folder just works
+    assert (tmp_path / "run" / ckpt.STATE_FILE).exists()
+
+
+def test_an_interrupted_epoch_resumes_exactly(tmp_path, shapes_dir):
+    config = small_config(shapes_dir, epochs=1, epochs_decay=1)
+    straight = train(config, tmp_path / "straight")
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(small_config(shapes_dir, epochs=1, epochs_decay=1), tmp_path / "cut", should_stop=lambda step: step == 9)
+    state = ckpt.load_state(tmp_path / "cut")
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 3, 9)  # 6 steps per epoch at batch 2
+    train(ckpt.load_config(tmp_path / "cut"), tmp_path / "cut", resume=True)
+    assert _max_difference(_weights(straight), _weights(tmp_path / "cut")) <= 1e-6
+    steps = [int(r["step"]) for r in csv.DictReader((tmp_path / "cut" / "metrics.csv").open())]
+    assert steps == sorted(set(steps))  # no row logged twice across the resume
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, shapes_dir):
+    config = small_config(shapes_dir, epochs=50, epochs_decay=0)
+
+    def interrupt_once(step: int) -> bool:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends on Ctrl-C
+        return False
+
+    with pytest.raises(TrainingInterrupted):
+        train(config, tmp_path / "run", should_stop=interrupt_once)
+    assert ckpt.load_state(tmp_path / "run")["step"] in (3, 4)
+    assert threading.current_thread() is threading.main_thread()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_an_existing_run_folder_is_never_overwritten(tmp_path, config):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="already exists; resume it"):
+        train(config, run)
+    assert (run / "precious.txt").read_text() == "keep me"
+
+
+def test_resume_refuses_a_different_model_but_allows_more_epochs(config):
+    with pytest.raises(ConfigError, match=r"ngf \(saved 8, given 32\)"):
+        merge_resume_config(config, {"ngf": 32})
+    with pytest.raises(ConfigError, match="crop_size"):
+        merge_resume_config(config, {"crop_size": 64})
+    assert merge_resume_config(config, {"epochs": 5, "ngf": 8}).train.epochs == 5
+
+
+def test_resume_of_a_folder_without_state_is_a_clear_error(tmp_path, config):
+    ckpt.write_config(tmp_path, config)
+    with pytest.raises(CheckpointError, match="cannot be resumed"):
+        train(config, tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("epoch,expected", [(0, 1.0), (99, 1.0), (100, 1 - 1 / 101), (199, 1 / 101)])
+def test_learning_rate_is_constant_then_decays_linearly(epoch, expected):
+    assert lr_factor(epoch, 100, 100) == pytest.approx(expected)
