@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 RUN := checkpoints/shapes_tiny
 
-.PHONY: demo test app bench clean-demo
+.PHONY: install demo test app bench clean-demo
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(VENV)/.installed-test: $(BIN)/activate pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(VENV)/.installed $@
 
+# Set up .venv with the package and nothing else (no dataset, no training): then `.venv/bin/cyclegan ...`.
+install: $(VENV)/.installed
+
 datasets/shapes: | $(VENV)/.installed
 	$(BIN)/cyclegan make-dataset --out datasets/shapes
 
@@ -33,14 +36,14 @@ demo: $(VENV)/.installed datasets/shapes
 		rm -rf $(RUN); \
 		$(BIN)/cyclegan train --data datasets/shapes --run $(RUN) --preset tiny --device cpu; \
 	fi
-	$(BIN)/cyclegan translate --run $(RUN) --direction AtoB --input datasets/shapes/testA --output outputs/shapes_AtoB --overwrite
-	$(BIN)/cyclegan translate --run $(RUN) --direction BtoA --input datasets/shapes/testB --output outputs/shapes_BtoA --overwrite
+	$(BIN)/cyclegan translate --run $(RUN) --best --direction AtoB --input datasets/shapes/testA --output outputs/shapes_AtoB --overwrite
+	$(BIN)/cyclegan translate --run $(RUN) --best --direction BtoA --input datasets/shapes/testB --output outputs/shapes_BtoA --overwrite
 	@echo
 	@echo "== Held-out test split: the trained model against ground truth, beside the identity baseline"
-	@$(BIN)/cyclegan evaluate --run $(RUN) --data datasets/shapes
+	@$(BIN)/cyclegan evaluate --run $(RUN) --best --data datasets/shapes
 	@echo
 	@echo "Translated images: outputs/shapes_AtoB/, outputs/shapes_BtoA/; sample grids: $(RUN)/samples/"
-	@echo "Translate your own folder:  $(BIN)/cyclegan translate --run $(RUN) --direction AtoB --input YOUR_DIR --output OUT_DIR"
+	@echo "Translate your own folder:  $(BIN)/cyclegan translate --run $(RUN) --best --direction AtoB --input YOUR_DIR --output OUT_DIR"
 	@echo "Train on your own domains:  $(BIN)/cyclegan train --domain-a DIR_A --domain-b DIR_B --run checkpoints/NAME"
 
 test: $(VENV)/.installed-test

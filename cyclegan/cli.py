@@ -1,4 +1,4 @@
-"""The ``cyclegan`` command: train, translate, evaluate, report, make-dataset, app, import-official, export.
+"""The ``cyclegan`` command: train, translate, evaluate, report, make-dataset, app, import-official, export, download.
 
 Training flags are generated from the config dataclasses, so ``--crop-size 128`` sets
 ``TrainConfig.crop_size`` and every field can be overridden; ``--help`` lists them all. A
@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,6 +55,10 @@ _FIELD_HELP = {
     "val_fraction": "share of each training folder held out when it has no test folder (at most 200 images)",
     "select_by": f"held-out metric that picks best/, averaged over both directions: {', '.join(SELECTABLE)}",
     "patience": "stop after this many evaluations without improvement (0: never)",
+    "keep_epochs": "keep the generators of the last N evaluated epochs in RUN/epochs/ for translate --epoch "
+                   "(-1: all, 0: none)",
+    "ema": "exponential moving average of the generator weights, e.g. 0.999 (0: off); samples, evaluation, "
+           "best/ and the saved generators use the average",
     "fid": "also FID and KID at each evaluation (slow on a CPU; needs cyclegan[metrics] and Inception weights)",
     "inception_weights": "local Inception weights file for FID/KID (default: torch-fidelity's own download)",
 }
@@ -124,8 +129,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from .runfolder import atomic_write_bytes, read_best
     from .translate.translator import DEFAULT_MAX_PIXELS, Translator
+    from .video import is_video
 
-    translator = Translator.from_run(args.run, device=args.device, best=args.best, bf16=args.bf16,
+    translator = Translator.from_run(args.run, device=args.device, best=args.best, epoch=args.epoch, bf16=args.bf16,
                                      max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, tile_size=args.tile_size)
     if args.best:
         meta = read_best(args.run)
@@ -134,10 +140,12 @@ def cmd_translate(args: argparse.Namespace) -> int:
     summary = translator.translate_folder(
         args.input, args.output, args.direction, overwrite=args.overwrite, size=args.size,
         batch_size=args.batch_size, image_format=args.format, cycle=args.cycle, workers=args.workers,
-        progress=not args.quiet)
+        progress=not args.quiet, video_stats=args.stats)
     print(summary.line(args.output))
     if summary.failed:
-        report = Path(args.output) / FAILURES_FILE
+        # --input clip.mp4 --output out.mp4: the report goes beside the output file
+        named_video = Path(args.input).is_file() and is_video(args.input) and is_video(args.output)
+        report = (Path(args.output).parent if named_video else Path(args.output)) / FAILURES_FILE
         atomic_write_bytes(report, "".join(f"{path}\t{reason}\n" for path, reason in summary.failed).encode())
         print(f"{len(summary.failed)} file(s) not translated; the reason for each is in {report}", file=sys.stderr)
     # a re-run whose good images all exist already, beside a bad file, has nothing left to do: not an error
@@ -154,6 +162,47 @@ def cmd_import_official(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download_list(args: argparse.Namespace) -> int:
+    from .data.download import DATASETS, base_url
+    from .translate.download import MODELS
+
+    base = base_url(args.base_url)
+    print(f"datasets: cyclegan download dataset NAME (-> datasets/NAME/trainA, trainB, testA, testB; from "
+          f"{base}/datasets/NAME.zip)")
+    for entry in DATASETS.values():
+        print(f"  {entry.name:<26}{entry.about}")
+    print(f"pretrained models: cyclegan download model NAME (-> checkpoints/NAME, a run folder; from "
+          f"{base}/pretrained_models/NAME.pth)")
+    for entry in MODELS.values():
+        pair = f"; B->A from {entry.partner}" if entry.partner else " (one direction)"
+        print(f"  {entry.name:<26}A->B: {entry.about}{pair}")
+    return 0
+
+
+def cmd_download_dataset(args: argparse.Namespace) -> int:
+    from .data.download import download_dataset
+
+    target = download_dataset(args.name, args.out, base=args.base_url, from_file=args.from_file,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    print(f"dataset {args.name} -> {target}")
+    print(f"Train on it with: cyclegan train --data {target} --run checkpoints/{args.name}")
+    return 0
+
+
+def cmd_download_model(args: argparse.Namespace) -> int:
+    from .runfolder import generator_path
+    from .translate.download import download_model
+    from .translate.translator import GENERATOR_FOR
+
+    run = download_model(args.name, args.out, base=args.base_url, from_file=args.from_file, overwrite=args.overwrite,
+                         one_direction=args.one_direction, progress=not args.quiet)
+    directions = [d for d, name in GENERATOR_FOR.items() if generator_path(run, name).exists()]
+    print(f"model {args.name} -> {run} ({' and '.join(directions)})")
+    direction = "both" if len(directions) == 2 else directions[0]
+    print(f"Translate with: cyclegan translate --run {run} --direction {direction} --input DIR --output DIR")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .translate.export import export_generator
 
@@ -166,8 +215,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate.heldout import evaluate_run
     from .translate.translator import Translator
 
-    translator = Translator.from_run(args.run, device=args.device, best=args.best)
-    results, source = evaluate_run(translator, args.run, args.data, best=args.best, fid=args.fid,
+    translator = Translator.from_run(args.run, device=args.device, best=args.best, epoch=args.epoch)
+    # discriminators are kept for the latest epoch only: a best or kept epoch is scored without them
+    results, source = evaluate_run(translator, args.run, args.data, best=args.best or args.epoch is not None,
+                                   fid=args.fid,
                                    inception_weights=args.inception_weights or "")
     if args.json:
         print(json.dumps(results))
@@ -175,14 +226,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"held-out images: {source}")
     _print_table(results, "heldout")
     print("SWD: sliced Wasserstein distance of translated to real target patches (x1e3, lower is better); SWD input: "
-          "the same for the input unchanged, the baseline to beat. diversity: spread of the outputs over that of "
-          "the inputs (near 0: collapse). D AUC: how well the discriminator tells real from translated (0.5: not at all).")
+          "the same for the input unchanged, the baseline to beat. G(target) L1: a generator applied to images already "
+          "in its target domain, which should change them little (not a baseline). diversity: spread of the outputs "
+          "over that of the inputs (near 0: collapse). D AUC: how well the discriminator tells real from translated "
+          "(0.5: not at all).")
     if any("fid" in r for r in results.values()):
         _print_table(results, "inception")
     if any("l1" in r for r in results.values()):
         _print_table({d: r for d, r in results.items() if "l1" in r}, "ground_truth")
-        print("Against ground truth. L1: mean absolute error on a 0-1 scale (lower is better); identity: the input "
-              "unchanged, the baseline to beat.")
+        print("Against ground truth. L1: mean absolute error on a 0-1 scale (lower is better); input: the input "
+              "returned unchanged, the baseline to beat.")
     return 0
 
 
@@ -206,8 +259,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         ("run", report["run"]),
         ("epochs", f"{report['epochs_done']} of {report['epochs_total']} (step {report['steps']})"),
         ("evaluations", f"{report['evaluations']} (selecting by {report['select_by']}, lower is better)"),
-        ("best epoch", f"{best['epoch']}: {best['metric']} {best['value']:.4g} (best/G_AB.safetensors, "
-                       "best/G_BA.safetensors; use with --best)" if best else "none yet"),
+        ("best epoch", f"{best['epoch']}, chosen by {best.get('reason') or best['metric'] + ' ' + format(best['value'], '.4g')}"
+                       " (use with --best)" if best else "none yet"),
     ]
     latest = report["latest"]
     if latest:
@@ -215,6 +268,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             rows.append((f"latest {direction}", f"epoch {report['latest_epoch']}: "
                          + _latest_line(latest, direction)))
     rows.append(("skipped steps", f"{report['skipped_steps']} (NaN/inf losses)"))
+    if report["kept_epochs"]:
+        rows.append(("kept epochs", ", ".join(map(str, report["kept_epochs"])) + " (use with translate --epoch K)"))
     rows.append(("warnings", str(len(report["warnings"])) if report["warnings"] else "none"))
     for name, value in rows:
         print(f"{name:<15}{value}")
@@ -256,8 +311,26 @@ def cmd_app(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command-line mistake is one ``error:`` line and status 1, like every other user mistake
+    (argparse's own way is a usage block and status 2). Subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(message.split())
+        self.exit(1, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def _pixel_count(text: str) -> int:
+    """``--max-pixels``: a pixel count (4194304) or a size (2048x2048)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×*]\s*(\d+)\s*)?", text, re.IGNORECASE)
+    value = int(match.group(1)) * int(match.group(2) or 1) if match else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a pixel count (4194304) or WxH (2048x2048), got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cyclegan", description="Unpaired image-to-image translation (CycleGAN).")
+    parser = _Parser(prog="cyclegan", description="Unpaired image-to-image translation (CycleGAN).")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     # The global flags again on every subcommand, so `cyclegan translate ... -q` works too; SUPPRESS
     # keeps a subcommand from resetting a flag given before it.
@@ -279,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("translate", help="translate an image or a folder of images with a trained run",
+    p = sub.add_parser("translate", help="translate an image, a video or a folder of them with a trained run",
                        description="Example: cyclegan translate --run checkpoints/shapes --direction AtoB "
                                    "--input datasets/shapes/testA --output outputs/shapes_AtoB. Sizes are kept; "
                                    "existing outputs are skipped; unreadable files are reported, not fatal (exit "
@@ -287,9 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder made by `cyclegan train` or `cyclegan import-official`")
     p.add_argument("--direction", required=True, choices=("AtoB", "BtoA", "both"),
                    help="both: into OUTPUT/AtoB and OUTPUT/BtoA")
-    p.add_argument("--input", required=True, help="one image, or a folder of images (searched recursively)")
-    p.add_argument("--output", required=True, help="folder for the translations (subfolders mirrored)")
+    p.add_argument("--input", required=True, help="one image or video, or a folder of them (searched recursively; "
+                                                  "videos: .mp4, .mov, .mkv, .webm, .avi, .m4v, needing cyclegan[video])")
+    p.add_argument("--output", required=True, help="folder for the translations (subfolders mirrored; videos become "
+                                                   "NAME.mp4), or for one video the output file, e.g. out.mp4")
+    p.add_argument("--stats", default="shared", choices=("shared", "per-frame"),
+                   help="videos: normalise every frame with instance-norm statistics shared over the clip (default; "
+                        "no flicker), or each frame with its own")
     p.add_argument("--best", action="store_true", help="use the best epoch's generators instead of the latest")
+    p.add_argument("--epoch", type=int, metavar="K", help="use epoch K's generators (kept with --keep-epochs)")
     p.add_argument("--size", type=int, help="resize so the shorter side is SIZE pixels (default: keep the size)")
     p.add_argument("--format", default="png", choices=("png", "jpg", "webp"),
                    help="output format (default png; jpg cannot keep transparency)")
@@ -298,8 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(translated and back)")
     p.add_argument("--batch-size", type=int, default=4, help="images of equal size translated together (default 4)")
     p.add_argument("--workers", type=int, help="threads decoding and encoding images (default: up to 4)")
-    p.add_argument("--max-pixels", type=int, help="images with more pixels are translated in tiles "
-                                                  "(default 4194304, i.e. 2048x2048)")
+    p.add_argument("--max-pixels", type=_pixel_count, metavar="N|WxH",
+                   help="images with more pixels are translated in tiles: a pixel count or WxH "
+                        "(default 4194304, i.e. 2048x2048)")
     p.add_argument("--tile-size", type=int, help="tile side for large images (default 1024)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CUDA, slightly different output")
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any file could not be translated")
@@ -316,6 +396,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which way this generator translates (official G_A: AtoB, G_B: BtoA; default AtoB)")
     p.add_argument("--overwrite", action="store_true", help="replace that direction's generator if present")
     p.set_defaults(func=cmd_import_official)
+
+    p = sub.add_parser("download", help="download a standard dataset or a published pretrained model",
+                       description="Examples: cyclegan download list; cyclegan download dataset horse2zebra; "
+                                   "cyclegan download model horse2zebra (a run folder with both directions). "
+                                   "Interrupted downloads resume; without a network, download the file by hand "
+                                   "and pass --from-file.")
+    what = _Subcommands(p.add_subparsers(dest="what", required=True, metavar="WHAT"), common)
+    mirror = argparse.ArgumentParser(add_help=False)
+    mirror.add_argument("--base-url", metavar="URL",
+                        help="server or mirror holding datasets/NAME.zip and pretrained_models/NAME.pth (default: "
+                             "$CYCLEGAN_DOWNLOAD_URL, else the official server)")
+    q = what.add_parser("list", help="the datasets and models there are", parents=[mirror])
+    q.set_defaults(func=cmd_download_list)
+    q = what.add_parser("dataset", help="a standard CycleGAN dataset into OUT/NAME", parents=[mirror],
+                        description="Example: cyclegan download dataset horse2zebra (-> datasets/horse2zebra)")
+    q.add_argument("name", metavar="NAME", help="e.g. horse2zebra (cyclegan download list shows them all)")
+    q.add_argument("--out", default="datasets", help="folder to put the dataset in (default: datasets)")
+    q.add_argument("--from-file", metavar="ZIP", help="install this zip, downloaded by hand, instead of downloading")
+    q.add_argument("--overwrite", action="store_true", help="replace the dataset folder if it exists")
+    q.set_defaults(func=cmd_download_dataset)
+    q = what.add_parser("model", help="a published pretrained generator (with its reverse, where published) as a "
+                                      "run folder", parents=[mirror],
+                        description="Example: cyclegan download model horse2zebra (-> checkpoints/horse2zebra, "
+                                    "horse2zebra as AtoB and zebra2horse as BtoA)")
+    q.add_argument("name", metavar="NAME", help="e.g. horse2zebra or style_monet (cyclegan download list)")
+    q.add_argument("--out", help="run folder to create (default: checkpoints/NAME)")
+    q.add_argument("--from-file", metavar="PTH",
+                   help="import this .pth, downloaded by hand, instead of downloading (the reverse direction's "
+                        "file, e.g. zebra2horse.pth, is used too if it is beside it)")
+    q.add_argument("--one-direction", action="store_true", help="only NAME, not the reverse direction's generator")
+    q.add_argument("--overwrite", action="store_true", help="replace the run folder if it exists")
+    q.set_defaults(func=cmd_download_model)
 
     p = sub.add_parser("export", help="export a generator as ONNX or TorchScript",
                        description="Example: cyclegan export --run checkpoints/shapes --direction AtoB --format onnx "
@@ -337,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "scores); default: the run's own held-out images")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--best", action="store_true", help="use the best epoch's generators")
+    p.add_argument("--epoch", type=int, metavar="K", help="use epoch K's generators (kept with --keep-epochs)")
     p.add_argument("--fid", action="store_true", help="also FID and KID (needs cyclegan[metrics]; downloads "
                                                      "torch-fidelity's Inception weights unless --inception-weights)")
     p.add_argument("--inception-weights", metavar="PATH", help="local Inception weights for FID/KID (implies --fid)")
@@ -375,7 +488,7 @@ class _Subcommands:
         self.subparsers, self.common = subparsers, common
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return self.subparsers.add_parser(name, parents=[self.common], **kwargs)
+        return self.subparsers.add_parser(name, parents=[self.common, *kwargs.pop("parents", ())], **kwargs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

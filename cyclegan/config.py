@@ -61,6 +61,9 @@ class TrainConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
+    # Our addition: an exponential moving average of the generator weights (decay per step; 0: off).
+    # The average is what samples, evaluation, best/ and the saved generators use.
+    ema: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = False  # bf16 autocast; only takes effect on CUDA
@@ -75,6 +78,7 @@ class TrainConfig:
     val_fraction: float = 0.05  # held out of each training folder when it has no test folder (<= 200 images)
     select_by: str = "swd"  # best-epoch metric (evaluate/metrics.py's SELECTABLE), averaged over both directions
     patience: int = 0  # stop after this many evaluations without improvement; 0: never
+    keep_epochs: int = 0  # keep the generators of the last N evaluated epochs in epochs/ (-1: all, 0: none)
     fid: bool = False  # also FID and KID at each evaluation (needs the metrics extra and Inception weights)
     inception_weights: str = ""  # local Inception weights for FID/KID; empty: torch-fidelity's download
 
@@ -179,6 +183,7 @@ def validate(config: Config) -> None:
          f"lambda_identity must be 0 when the domains' channels differ ({m.channels_a} and {m.channels_b}): "
          "the identity loss feeds each generator images of its output domain; pass --lambda-identity 0"),
         (t.pool_size >= 0, f"pool_size must be 0 or more, got {t.pool_size}"),
+        (0 <= t.ema < 1, f"ema must be 0 (off) or a decay below 1 such as 0.999, got {t.ema}"),
         (t.num_workers >= 0, f"num_workers must be 0 or more, got {t.num_workers}"),
         (t.log_every >= 1, f"log_every must be 1 or more, got {t.log_every}"),
         (t.eval_every >= 0, f"eval_every must be 0 (off) or more, got {t.eval_every}"),
@@ -186,6 +191,7 @@ def validate(config: Config) -> None:
         (t.select_by in SELECT_BY, f"select_by must be one of {SELECT_BY}, got {t.select_by!r}"),
         (t.fid or t.select_by not in ("fid", "kid"), f"select_by {t.select_by!r} needs --fid"),
         (t.patience >= 0, f"patience must be 0 (off) or more, got {t.patience}"),
+        (t.keep_epochs >= -1, f"keep_epochs must be -1 (all), 0 (none) or a number of epochs, got {t.keep_epochs}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -196,5 +202,5 @@ def validate(config: Config) -> None:
 # being trained. Anything else differing from the saved config.json is refused.
 RESUMABLE_OVERRIDES = frozenset({"epochs", "epochs_decay", "device", "num_workers", "log_every", "strict",
                                  "compile", "cache_images",
-                                 "eval_every", "patience", "fid", "inception_weights",
+                                 "eval_every", "patience", "fid", "inception_weights", "keep_epochs",
                                  "domain_a", "domain_b", "test_a", "test_b"})

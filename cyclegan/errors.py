@@ -19,3 +19,7 @@ class ConfigError(CycleGANError):
 
 class CheckpointError(CycleGANError):
     """A run folder or weight file that is missing, broken or does not match."""
+
+
+class DownloadError(CycleGANError):
+    """A file that could not be downloaded, or arrived incomplete or different from what was expected."""

@@ -5,6 +5,7 @@ config.json           the full Config: enough to rebuild the networks
 G_AB.safetensors      generator A->B (latest); G_BA.safetensors generator B->A
 D_A.safetensors       discriminators (latest); D_B.safetensors
 best/                 G_AB/G_BA.safetensors of the best held-out epoch, and meta.json describing it
+epochs/epoch_NNN/     G_AB/G_BA.safetensors of evaluated epochs kept with --keep-epochs
 train_state.pt        networks, optimizers, pools, position: an exact resume (written last)
 metrics.csv           one row per logged step or evaluation
 warnings.json         the warnings training raised: [{kind, epoch, step, message, time}]
@@ -31,6 +32,8 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +55,10 @@ BEST_META = "meta.json"
 METRICS_FILE = "metrics.csv"
 WARNINGS_FILE = "warnings.json"
 SAMPLES_DIR = "samples"
+EPOCHS_DIR = "epochs"
 PLOTS_DIR = "plots"
 _SAMPLE_NAME = re.compile(r"^epoch_(\d+)\.png$")
+_EPOCH_DIR_NAME = re.compile(r"^epoch_(\d+)$")
 _STATE_KEYS = {"epoch", "batch", "step", "models", "opt_G", "opt_D"}  # what train_state.pt must hold to resume
 
 
@@ -79,6 +84,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` for a writer that needs a file name, not bytes (a video muxer,
+    which streams to disk what would not fit in memory); flushed and renamed over ``path`` when the
+    block ends, removed if it raises. It ends in ``path``'s suffix: such writers take the format from it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -132,13 +157,38 @@ def load_config(run_dir: str | Path) -> Config:
 
 # --------------------------------------------------------------------------- weights
 
-def weights_path(run_dir: str | Path, name: str, best: bool = False) -> Path:
-    """Where network ``name`` (G_AB, G_BA, D_A, D_B) is stored; ``best`` for the best epoch's."""
+def weights_path(run_dir: str | Path, name: str, best: bool = False, epoch: int | None = None) -> Path:
+    """Where network ``name`` (G_AB, G_BA, D_A, D_B) is stored; ``best`` for the best epoch's,
+    ``epoch`` for a kept epoch's (generators only)."""
+    if epoch is not None:
+        return epoch_dir(run_dir, epoch) / f"{name}.safetensors"
     return Path(run_dir) / (BEST_DIR if best else "") / f"{name}.safetensors"
 
 
-def generator_path(run_dir: str | Path, name: str, best: bool = False) -> Path:
-    return weights_path(run_dir, name, best)
+def generator_path(run_dir: str | Path, name: str, best: bool = False, epoch: int | None = None) -> Path:
+    return weights_path(run_dir, name, best, epoch)
+
+
+def epoch_dir(run_dir: str | Path, epoch: int) -> Path:
+    return Path(run_dir) / EPOCHS_DIR / f"epoch_{epoch:03d}"
+
+
+def kept_epochs(run_dir: str | Path) -> list[int]:
+    """The epochs whose generators are kept in epochs/, oldest first."""
+    folder = Path(run_dir) / EPOCHS_DIR
+    found = [int(m.group(1)) for p in folder.glob("epoch_*") if (m := _EPOCH_DIR_NAME.match(p.name))]
+    return sorted(found)
+
+
+def keep_epoch(run_dir: str | Path, epoch: int, generators: dict[str, nn.Module], step: int, keep: int) -> None:
+    """Save ``epoch``'s generators in epochs/ and drop the oldest beyond the last ``keep`` (-1: keep all)."""
+    for name, net in generators.items():
+        save_weights(net, weights_path(run_dir, name, epoch=epoch), step)
+    if keep > 0:
+        for old in kept_epochs(run_dir)[:-keep]:
+            for file in epoch_dir(run_dir, old).iterdir():
+                file.unlink()
+            epoch_dir(run_dir, old).rmdir()
 
 
 def save_weights(net: nn.Module, path: Path, step: int, **metadata: str) -> None:

@@ -171,7 +171,8 @@ def test_server_runs_tab_shows_config_curves_and_sample_grids(client):
     assert {series for _, _, series in metrics["data"]} == {"swd_AtoB", "swd_identity_AtoB", "swd_BtoA",
                                                            "swd_identity_BtoA", "swd"}
     captions = [picture["caption"] for picture in grids]
-    assert captions[0] == "epoch 1"  # the sample grid first, then the curves drawn at the evaluation
+    assert captions[0].startswith("epoch 1 (chosen: best/")  # the sample grid first, the chosen one marked,
+    assert "the best of 1 evaluation(s)" in captions[0]  # with why it was chosen; then the curves
     assert {"losses", "lr", "heldout"} <= set(captions[1:])
 
 

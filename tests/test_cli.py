@@ -107,3 +107,56 @@ def test_quiet_works_before_and_after_the_subcommand(tmp_path, shapes_dir):
         result = cyclegan(*args)
         assert "INFO" not in result.stderr, (where, result.stderr)
         assert len(list((tmp_path / where).glob("*.png"))) == 4
+
+
+def test_help_and_light_commands_do_not_import_gradio():
+    # Gradio takes seconds to import: only `cyclegan app` may load it
+    code = ("import sys\nfrom cyclegan.cli import main\n"
+            "for argv in (['--help'], ['translate', '--help'], ['app', '--help'], ['download', 'list']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('GRADIO', 'gradio' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "GRADIO False" in result.stdout
+
+
+@pytest.mark.parametrize("argv,message", [
+    ([], "required: COMMAND"),
+    (["translate", "--run", "r", "--direction", "sideways", "--input", "i", "--output", "o"], "invalid choice"),
+    (["train", "--crop-size", "big"], "invalid int value"),
+    (["translate", "--run", "r", "--direction", "AtoB", "--input", "i", "--output", "o", "--max-pixels", "2k"],
+     "WxH"),
+    (["download"], "required: WHAT"),
+    (["nonsense"], "invalid choice"),
+])
+def test_argument_mistakes_are_one_error_line_and_status_1(capsys, argv, message):
+    from cyclegan.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert "--help" in lines[0]
+
+
+@pytest.mark.parametrize("value,pixels", [("4194304", 4194304), ("2048x2048", 4194304), ("1024X768", 786432),
+                                          ("1000×1000", 10**6)])
+def test_max_pixels_takes_a_count_or_a_size(value, pixels):
+    from cyclegan.cli import build_parser
+
+    args = build_parser().parse_args(["translate", "--run", "r", "--direction", "AtoB", "--input", "i",
+                                      "--output", "o", "--max-pixels", value])
+    assert args.max_pixels == pixels
+
+
+def test_evaluate_of_a_run_without_data_folders_asks_for_data(tmp_path, capsys, monkeypatch):
+    # an imported official run records no training folders: `.` must not become the held-out images
+    from cyclegan.cli import main
+    from conftest import write_random_run
+
+    run = write_random_run(tmp_path / "imported")
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--run", str(run), "--device", "cpu"]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--data" in lines[0]

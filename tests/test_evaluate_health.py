@@ -142,7 +142,8 @@ def _nan_on_calls(monkeypatch, calls: set[int] | None):
 def test_a_nan_loss_is_skipped_and_reported(tmp_path, shapes_dir, monkeypatch):
     _nan_on_calls(monkeypatch, {5})  # two cycle losses per step: the third step's first one
     run = train(small_config(shapes_dir, epochs=1, epochs_decay=1), tmp_path / "run")
-    assert _kinds(run) == ["divergence"]
+    # two epochs of a test-sized model never beat returning the input unchanged, and the end says so
+    assert _kinds(run) == ["divergence", "worse_than_nothing"]
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("skipped_steps")]
     assert [r["skipped_steps"] for r in rows] == ["1", "0"]
     for name in ckpt.GENERATORS + ckpt.DISCRIMINATORS:

@@ -1,8 +1,11 @@
 """The learning test: the `tiny` preset, trained as `make demo` trains it, must really translate.
 
-It must beat the identity baseline by half on held-out ground truth in both directions, and beat
-the best global affine colour transform fitted on that ground truth, which shows it learned the
-outlines and halos, not only the colours.
+The weights tested are the ones the tool tells users to trust: ``best/``, the epoch chosen from
+held-out metrics without ground truth (the last epoch can be worse: on some CPUs' rounding the
+`tiny` run's B->A error rises again while the learning rate decays; see BENCHMARKS.md). They must
+beat the identity baseline by half on held-out ground truth in both directions, and beat the best
+global affine colour transform fitted on that ground truth, which shows it learned the outlines
+and halos, not only the colours.
 """
 
 from __future__ import annotations
@@ -10,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cyclegan.evaluate.heldout import evaluate_ground_truth
+from cyclegan import runfolder
 from cyclegan.data.synthetic import affine_colour_baseline
+from cyclegan.evaluate.heldout import evaluate_ground_truth
 from cyclegan.translate.translator import Translator
 
 
@@ -21,7 +25,8 @@ def _arrays(folder):
 
 def test_tiny_preset_learns_the_synthetic_translation(trained_tiny_run):
     run, data = trained_tiny_run
-    scores = evaluate_ground_truth(Translator.from_run(run, device="cpu"), data)
+    assert runfolder.read_best(run)["rule"] == "swd"  # chosen from held-out metrics, no ground truth
+    scores = evaluate_ground_truth(Translator.from_run(run, device="cpu", best=True), data)
     for direction, (source, truth) in {"AtoB": ("testA", "gt/AtoB"), "BtoA": ("testB", "gt/BtoA")}.items():
         s = scores[direction]
         print(f"{direction}: L1 {s['l1']:.4f}, identity {s['identity_l1']:.4f}")

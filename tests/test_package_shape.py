@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cyclegan"
 
-# What each stage may import (besides itself and the leaf modules config, errors, devices, images, runfolder).
+# What each stage may import (besides itself and the leaf modules config, errors, devices, images, video, runfolder).
 ALLOWED = {
     "models": set(),
     "data": set(),
@@ -21,7 +21,7 @@ ALLOWED = {
     "translate": {"data", "models"},
     "app": {"data", "models", "evaluate", "train", "translate"},
 }
-LEAVES = {"config", "errors", "devices", "images", "runfolder"}
+LEAVES = {"config", "errors", "devices", "images", "video", "runfolder"}
 RUN_FOLDER_NAMES = {"config.json", "train_state.pt", "metrics.csv", "warnings.json", "meta.json", "samples",
                     "plots", "best", "epochs", "G_AB.safetensors", "G_BA.safetensors", "D_A.safetensors",
                     "D_B.safetensors"}

@@ -53,6 +53,17 @@ def _is_number(value: str | None) -> bool:
         return False
 
 
+def grid_caption(epoch: int, run_dir) -> str:
+    """'epoch 7 (chosen: best/)' for the chosen epoch; '(kept: translate --epoch 7)' for kept ones."""
+    best = runfolder.read_best(run_dir)
+    notes = []
+    if best and best.get("epoch") == epoch:
+        notes.append("chosen: best/ — " + str(best.get("reason") or best["metric"]))
+    if epoch in runfolder.kept_epochs(run_dir):
+        notes.append(f"kept: translate --epoch {epoch}")
+    return f"epoch {epoch}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def show_run(catalog: RunCatalog, name: str | None
              ) -> tuple[str, str, pd.DataFrame, pd.DataFrame, list[tuple[Image.Image, str]]]:
     """(info markdown, config json, losses table, metrics table, sample grids) for the Runs tab."""
@@ -69,7 +80,7 @@ def show_run(catalog: RunCatalog, name: str | None
     except (OSError, ValueError) as exc:
         config = f"config.json cannot be read: {exc}"
     rows = runfolder.read_metrics(run_dir)
-    pictures = [(open_picture(p), f"epoch {epoch}") for epoch, p in runfolder.sample_grids(run_dir)]
+    pictures = [(open_picture(p), grid_caption(epoch, run_dir)) for epoch, p in runfolder.sample_grids(run_dir)]
     pictures += [(open_picture(p), p.stem) for p in runfolder.plot_files(run_dir)]
     pictures = [(img, caption) for img, caption in pictures if img is not None]
     return describe_run(info), config, losses_frame(rows), metrics_frame(rows), pictures

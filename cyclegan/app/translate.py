@@ -1,8 +1,9 @@
-"""The Translate tab: upload images, translate them with a trained run, download the results.
+"""The Translate tab: upload images or short videos, translate them with a trained run, download the results.
 
 Every upload is size-checked and decoded before a model sees it (one bad file is reported, never
 fatal); models sit in a small LRU cache and translations run under a concurrency limit, so parallel
-users cannot exhaust memory.
+users cannot exhaust memory. A video (mp4, webm, mov) is translated with statistics shared over its
+frames (translate/video.py) into an H.264 mp4 the gallery plays; it needs the ``video`` extra.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .. import runfolder
 from ..errors import CheckpointError, ConfigError, CycleGANError, DataError
 from ..images import has_alpha, to_rgb
 from ..translate.translator import Translator
+from ..translate.video import translate_video
+from ..video import OUTPUT_SUFFIX, is_video, probe
 from .catalog import RunCatalog
 from .common import NO_RUNS, describe_run, escape, run_choices, user_error
 
@@ -36,6 +39,7 @@ DIRECTION_CHOICES = [("A → B", "AtoB"), ("B → A", "BtoA"), ("both", "both")]
 _OPPOSITE = {"AtoB": "BtoA", "BtoA": "AtoB"}
 _ARROW = {"AtoB": "A→B", "BtoA": "B→A"}
 _WORK_MAX_AGE_S = 3600.0
+MAX_VIDEO_FRAMES = 300  # what "a short video" means here: 10 s at 30 frames/s; longer ones go to `cyclegan translate`
 
 
 def load_translator(run_dir: Path, best: bool, device: str) -> Translator:
@@ -122,15 +126,7 @@ def open_upload(path: Path, limits: UploadLimits, resize: bool = True) -> tuple[
     translator carries it over to the result); EXIF rotation is applied.
     """
     name = path.name
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"{name} could not be read ({exc}); upload it again") from None
-    if size == 0:
-        raise DataError(f"{name} is empty (0 bytes); upload an image file")
-    if size > limits.max_bytes:
-        raise DataError(f"{name} is {size / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB upload limit; "
-                        "upload a smaller file")
+    check_upload_bytes(path, limits)
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -153,6 +149,19 @@ def open_upload(path: Path, limits: UploadLimits, resize: bool = True) -> tuple[
     return image, f"{name}: resized from {w}x{h} to {image.width}x{image.height} (max side {limits.max_side} px)"
 
 
+def check_upload_bytes(path: Path, limits: UploadLimits) -> None:
+    """Refuse an empty upload or one over the size limit, naming it, before anything decodes it."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{path.name} could not be read ({exc}); upload it again") from None
+    if size == 0:
+        raise DataError(f"{path.name} is empty (0 bytes); upload an image or video file")
+    if size > limits.max_bytes:
+        raise DataError(f"{path.name} is {size / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB upload "
+                        "limit; upload a smaller file")
+
+
 @dataclass
 class BatchResult:
     """What one Translate click produced: gallery rows, files to download, notes and failures."""
@@ -164,10 +173,11 @@ class BatchResult:
     columns: int = 2
 
 
-def translate_uploads(translator: Callable[[Image.Image, str], Image.Image], files: Sequence[str | Path],
+def translate_uploads(translator: Translator, files: Sequence[str | Path],
                       directions: Sequence[str], cycle: bool, limits: UploadLimits, out_dir: Path,
                       full_size: bool = False) -> BatchResult:
-    """Translate each uploaded file in each direction (and back, with ``cycle``) into PNGs in ``out_dir``.
+    """Translate each uploaded file in each direction (and back, with ``cycle``) into PNGs in ``out_dir``;
+    videos into mp4s (not back: the reconstruction is for checking a model on images).
 
     A file that cannot be used is recorded in ``failures`` and the others go on.
     """
@@ -176,6 +186,15 @@ def translate_uploads(translator: Callable[[Image.Image, str], Image.Image], fil
     used_stems: set[str] = set()
     for i, file in enumerate(files):
         path = Path(file)
+        if is_video(path):
+            if cycle:
+                result.notes.append(f"{path.name}: the cycle reconstruction is made for images only")
+            try:
+                results += _translate_clip(translator, path, _unique_stem(path.stem, used_stems, i), directions,
+                                           limits, out_dir, full_size, result)
+            except CycleGANError as exc:
+                result.failures.append(str(exc))
+            continue
         try:
             image, note = open_upload(path, limits, resize=not full_size)
         except DataError as exc:
@@ -203,6 +222,34 @@ def translate_uploads(translator: Callable[[Image.Image, str], Image.Image], fil
     if len(results) > 1:
         result.downloads.append(str(_zip(results, out_dir / "cyclegan_results.zip")))
     return result
+
+
+def _translate_clip(translator: Translator, path: Path, stem: str, directions: Sequence[str], limits: UploadLimits,
+                    out_dir: Path, full_size: bool, result: BatchResult) -> list[Path]:
+    """One uploaded video: checked (bytes, frame count, frame size), shown, translated each way into mp4s."""
+    check_upload_bytes(path, limits)
+    info = probe(path)
+    if info.frames > MAX_VIDEO_FRAMES:
+        raise DataError(f"{path.name} has {info.frames} frames, over the app's {MAX_VIDEO_FRAMES} (a short clip); "
+                        "translate longer videos with `cyclegan translate`")
+    w, h = info.width, info.height
+    if w * h > limits.max_pixels:
+        raise DataError(f"{path.name} is {w}x{h} ({w * h / 1e6:.0f} megapixels a frame), over the "
+                        f"{limits.max_pixels / 1e6:.0f} megapixel limit; downscale it first")
+    size = None
+    if max(w, h) > limits.max_side and not full_size:
+        size = round(min(w, h) * limits.max_side / max(w, h))
+        result.notes.append(f"{path.name}: frames resized from {w}x{h} (max side {limits.max_side} px)")
+    source = out_dir / f"{stem}_input{path.suffix.lower()}"
+    shutil.copyfile(path, source)
+    result.gallery.append((str(source), f"{path.name} (input, {w}x{h}, {info.frames} frames)"))
+    outputs = []
+    for direction in directions:
+        target = out_dir / f"{stem}_{direction}{OUTPUT_SUFFIX}"
+        translate_video(translator, path, target, direction, size=size)
+        outputs.append(target)
+        result.gallery.append((str(target), f"{path.name} {_ARROW[direction]}"))
+    return outputs
 
 
 def _unique_stem(stem: str, used: set[str], index: int) -> str:
@@ -266,7 +313,7 @@ class TranslateHandlers:
         if not run:
             raise ConfigError("choose a run first (none is selected)")
         if not files:
-            raise DataError("upload one or more images first")
+            raise DataError("upload one or more images or videos first")
         directions = {"AtoB": ["AtoB"], "BtoA": ["BtoA"], "both": ["AtoB", "BtoA"]}.get(direction)
         if directions is None:
             raise ConfigError(f"direction must be AtoB, BtoA or both, got {direction!r}")
@@ -285,7 +332,7 @@ class TranslateHandlers:
             raise DataError("; ".join(batch.failures) or "nothing was translated")
         size_rule = ("at full size (large ones in tiles)" if full_size else
                      f"resized to at most {self.limits.max_side} px on a side")
-        lines = [f"Translated {len(files) - len(batch.failures)} of {len(files)} image(s) with `{run}` "
+        lines = [f"Translated {len(files) - len(batch.failures)} of {len(files)} file(s) with `{run}` "
                  f"({'best' if best else 'latest'} weights), {size_rule}."]
         lines += [f"- {escape(n)}" for n in batch.notes]
         lines += [f"- **not translated:** {escape(f)}" for f in batch.failures]
@@ -325,15 +372,15 @@ def build(handlers: TranslateHandlers, max_upload_mb: float, concurrency: int) -
                 cycle = gr.Checkbox(False, label="Also show the cycle reconstruction (translated back)")
                 full_size = gr.Checkbox(False, label=f"Translate images larger than {max_side} px at full "
                                         "size (in tiles; slower) instead of resizing them")
-        uploads = gr.File(file_count="multiple", label=f"Images: one or many (at most {max_upload_mb:g} MB "
-                          f"each; larger than {max_side} px on a side are resized to {max_side} px "
-                          "unless full size is ticked)",
+        uploads = gr.File(file_count="multiple", label=f"Images or short videos (mp4, webm, mov; at most "
+                          f"{MAX_VIDEO_FRAMES} frames): one or many, at most {max_upload_mb:g} MB each; larger than "
+                          f"{max_side} px on a side are resized to {max_side} px unless full size is ticked",
                           elem_id="uploads")
         go = gr.Button("Translate", variant="primary", elem_id="translate-button")
         status = gr.Markdown(elem_id="translate-status")
         gallery = gr.Gallery(label="Each input, then its results", columns=2, format="png",
                              elem_id="results", object_fit="contain", height="auto")
-        downloads = gr.File(label="Download: each result as PNG, all as a zip", file_count="multiple",
+        downloads = gr.File(label="Download: each result as PNG (videos as mp4), all as a zip", file_count="multiple",
                             interactive=False, elem_id="downloads")
     go.click(handlers.translate, [run, weights, uploads, direction, cycle, full_size], [gallery, downloads, status],
              api_name="translate", concurrency_limit=concurrency, concurrency_id="translate")

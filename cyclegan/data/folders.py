@@ -144,6 +144,9 @@ def run_heldout_paths(train: "TrainConfig", data: str | Path | None = None) -> t
                             "the run's own held-out images)")
         return (heldout_from_test_folder(folders[0], train.seed, "A"),
                 heldout_from_test_folder(folders[1], train.seed, "B"), f"{data}/testA, testB")
+    if not train.domain_a or not train.domain_b:  # an imported official run: no training folders recorded
+        raise DataError("this run records no training folders to take held-out images from (an imported "
+                        "model?); pass --data DIR with testA/ and testB/")
     _, held_a = heldout_for(train, "A", find_images(train.domain_a, label="domain A folder"))
     _, held_b = heldout_for(train, "B", find_images(train.domain_b, label="domain B folder"))
     held_out = (train.test_a and train.test_b) or train.eval_every > 0

@@ -150,6 +150,19 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
     return out
 
 
+def pan_frames(frames: int, size: int = 64, step: int = 1, seed: int = 0, style: str = "A") -> np.ndarray:
+    """A slow diagonal pan, ``step`` pixels a frame, over one scene in ``style``: (frames, size, size, 3)
+    uint8. The scene is a grid of ``size``-pixel scenes like the dataset's, so shapes keep the
+    dataset's scale however long the clip. A test clip for video translation: consecutive frames
+    differ only by the motion, with shapes entering and leaving the view, so whatever else a
+    translation changes is flicker."""
+    tiles = -(-(size + (frames - 1) * step) // size)
+    rng = np.random.default_rng([seed, 99])
+    scene = np.concatenate([np.concatenate([np.asarray(render(random_scene(rng, size), size, style))
+                                            for _ in range(tiles)], axis=1) for _ in range(tiles)], axis=0)
+    return np.stack([scene[i * step:i * step + size, i * step:i * step + size] for i in range(frames)])
+
+
 def affine_colour_baseline(sources: list[np.ndarray], targets: list[np.ndarray]) -> float:
     """L1 (0-1 scale) of the best global affine colour transform (3x3 matrix plus offset, least
     squares) from sources to targets, fitted on the targets themselves: what a "colour shift"

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import torch
 
+from .metrics import flatten, worse_than_nothing
+
 log = logging.getLogger(__name__)
 
 DOMINANCE_AUC = 0.99  # a discriminator that orders real above translated this reliably, ...
@@ -62,25 +64,34 @@ class TrainingMonitor:
                  gan_loss: str = "lsgan") -> None:
         self.warnings, self.select_by, self.patience, self.gan_loss = warnings, select_by, patience, gan_loss
         self.best: dict[str, Any] | None = None  # epoch, step, value
+        # Directions in which the best epoch is worse than doing nothing (empty: none). An epoch that
+        # is worse than doing nothing is never chosen over one that is not, whatever the rule says.
+        self.best_worse: list[str] = []
         self.since_best = 0  # evaluations without improvement
         self.dominant = {"A": 0, "B": 0}  # evaluations in a row with the discriminator dominant
         self.raised: set[str] = set()  # conditions warned about that have not cleared since
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "since_best": self.since_best, "dominant": dict(self.dominant),
-                "raised": sorted(self.raised)}
+        return {"best": self.best, "best_worse": list(self.best_worse), "since_best": self.since_best,
+                "dominant": dict(self.dominant), "raised": sorted(self.raised)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
+        self.best_worse = list(state.get("best_worse", []))
         self.since_best = int(state.get("since_best", 0))
         self.dominant = {"A": 0, "B": 0} | dict(state.get("dominant", {}))
         self.raised = set(state.get("raised", []))
 
     def observe(self, epoch: int, step: int, results: dict[str, dict[str, float]], value: float | None) -> Verdict:
-        """Take one evaluation (``results`` per direction, ``value`` its selection metric)."""
-        improved = value is not None and math.isfinite(value) and (self.best is None or value < self.best["value"])
+        """Take one evaluation (``results`` per direction, ``value`` its selection score)."""
+        worse = worse_than_nothing(flatten(results))
+        improved = value is not None and math.isfinite(value) and (
+            self.best is None
+            or (not worse and bool(self.best_worse))  # the first epoch better than doing nothing wins
+            or (bool(worse) == bool(self.best_worse) and value < self.best["value"]))
         if improved:
             self.best = {"epoch": epoch, "step": step, "value": value}
+            self.best_worse = worse
             self.since_best = 0
             self.raised.discard("overtraining")
         elif value is not None:
@@ -90,6 +101,15 @@ class TrainingMonitor:
         self._check_overtraining(epoch, step, value)
         stop = self.patience > 0 and self.since_best >= self.patience
         return Verdict(value, improved, stop)
+
+    def check_worse_than_nothing(self, epoch: int, step: int) -> None:
+        """At the end of training: warn when even the chosen epoch is worse than doing nothing."""
+        self._raise_once(
+            "worse_than_nothing", bool(self.best_worse), epoch, step,
+            f"Every evaluated epoch is worse than returning the input unchanged in {'; '.join(self.best_worse)} "
+            f"(the chosen epoch, {self.best['epoch'] if self.best else '?'}, included), so no epoch of this run "
+            "translates better than doing nothing there. Try: train longer, check that the two folders hold the "
+            "domains you mean, or a smaller --lambda-identity if outputs stay too close to their inputs.")
 
     def _raise_once(self, kind: str, active: bool, epoch: int, step: int, message: str) -> None:
         """Warn when a condition appears; stay quiet while it lasts; re-arm once it clears."""

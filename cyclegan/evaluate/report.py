@@ -32,5 +32,6 @@ def run_report(run_dir: str | Path) -> dict[str, Any]:
         "latest": latest,
         "skipped_steps": sum(int(float(r.get("skipped_steps") or 0)) for r in rows),
         "warnings": runfolder.read_warnings(run_dir),
+        "kept_epochs": runfolder.kept_epochs(run_dir),
         "plots": [str(p) for p in save_training_plots(run_dir, best["epoch"] if best else None)],
     }

@@ -29,12 +29,12 @@ from ..errors import ConfigError, CycleGANError
 from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor
 from ..evaluate.heldout import HeldOut, evaluate_heldout
 from ..evaluate.inception import inception_network
-from ..evaluate.metrics import flatten, selection_value
+from ..evaluate.metrics import SELECTION_RULES, flatten, selection_value
 from ..evaluate.plots import save_sample_grid, save_training_plots
 from ..images import load_image
 from . import distributed
 from .pool import ImagePool
-from .step import Models, Optimizers, prepare_for_training, train_step
+from .step import GeneratorEMA, Models, Optimizers, prepare_for_training, train_step
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Run:
     heldout: HeldOut | None  # None: evaluation is off, or this is not rank 0
     inception: nn.Module | None
     sample_paths: tuple[list[Path], list[Path]]
+    ema: GeneratorEMA | None = None  # --ema: the averaged generators, which everything but training uses
     epoch: int = 0
     batch: int = 0  # batches done in the current epoch (by this rank)
     step: int = 0
@@ -82,6 +83,12 @@ class Run:
     @property
     def total_epochs(self) -> int:
         return self.config.train.epochs + self.config.train.epochs_decay
+
+    def generators(self) -> dict[str, nn.Module]:
+        """The generators to sample, evaluate and save: the moving average with --ema, else the trained ones."""
+        if self.ema is not None:
+            return self.ema.nets
+        return {"G_AB": self.models.G_AB, "G_BA": self.models.G_BA}
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False,
@@ -132,6 +139,10 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
               sample_paths=(heldout_a, heldout_b))
     if state is not None:
         _restore(run, state)
+    if t.ema:
+        run.ema = GeneratorEMA(models, t.ema)  # from the restored weights: an exact resume loads its average next
+        if state is not None and "ema" in state:
+            run.ema.load_state_dict(state["ema"])
     run.nets = prepare_for_training(models, config, device, autocast)
 
     stop = {"stop": False}
@@ -150,6 +161,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
                      time.time() - run.started)
             if distributed.any_rank(stop_early, device):
                 break
+    if world.is_main and run.heldout is not None:
+        run.monitor.check_worse_than_nothing(run.epoch, run.step)
     distributed.cleanup()
     return run_dir
 
@@ -221,6 +234,8 @@ def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | Non
             sums[k] = sums.get(k, 0) + torch.where(skipped.bool(), 0.0, v.float())
         updated = updated + (1 - skipped)
         run.guard.note(skipped)  # counted on the device: no host sync
+        if run.ema is not None:
+            run.ema.update(run.models, skipped)
         run.step += 1
         run.batch += 1
         if run.step % t.log_every == 0:  # the host reads the losses back only here
@@ -258,20 +273,20 @@ def _end_epoch(run: Run) -> bool:
             run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, "skipped_steps": skipped})
         return False
     started = time.time()
-    m = run.models
-    results = evaluate_heldout(m.G_AB, m.G_BA, run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
+    g, m = run.generators(), run.models
+    results = evaluate_heldout(g["G_AB"], g["G_BA"], run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
                                inception=run.inception)
-    value = selection_value(results, t.select_by)
+    flat = flatten(results)
+    value = selection_value(flat, t.select_by, run.epoch)
     if value is None:
         log.warning("held-out %s could not be computed this epoch; the best epoch is not updated", t.select_by)
     verdict = run.monitor.observe(run.epoch, run.step, results, value)  # judges, and warns into warnings.json
-    flat = flatten(results)
     run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, **flat, "skipped_steps": skipped,
                                  "eval_seconds": round(time.time() - started, 2)})
     if verdict.improved:
-        runfolder.save_best(run.run_dir, {"G_AB": m.G_AB, "G_BA": m.G_BA},
-                            {"epoch": run.epoch, "step": run.step, "metric": f"val_{t.select_by}", "value": value,
-                             "metrics": flat})
+        runfolder.save_best(run.run_dir, g, best_meta(run, value, flat))
+    if t.keep_epochs:
+        runfolder.keep_epoch(run.run_dir, run.epoch, g, run.step, t.keep_epochs)
     best = run.monitor.best
     save_training_plots(run.run_dir, best["epoch"] if best else None)
     log.info("held-out epoch %d: SWD A->B %.2f (unchanged input %.2f), B->A %.2f (%.2f); best %s %.4g at epoch %d "
@@ -285,17 +300,30 @@ def _end_epoch(run: Run) -> bool:
     return verdict.stop
 
 
+def best_meta(run: Run, value: float, flat: dict[str, float]) -> dict:
+    """best/meta.json: the chosen epoch, and why (the rule, its score, how many epochs it beat)."""
+    t = run.config.train
+    rule = SELECTION_RULES[t.select_by]
+    evaluations = sum(1 for row in run.metrics.rows if row.get("val_swd_AtoB"))
+    worse = run.monitor.best_worse
+    reason = (f"{rule.label}: {value:.4g}, the best of {evaluations} evaluation(s) so far; "
+              + (f"but worse than doing nothing in {'; '.join(worse)}, as every epoch so far" if worse else
+                 "no direction worse than returning the input unchanged"))
+    return {"epoch": run.epoch, "step": run.step, "metric": f"val_{t.select_by}", "value": value,
+            "rule": t.select_by, "reason": reason, "worse_than_nothing": worse, "metrics": flat}
+
+
 def save_samples(run: Run) -> None:
     """The epoch's sample grid, drawn with the plain (unwrapped, uncompiled) generators."""
-    size, device, m = run.config.train.crop_size, run.device, run.models
+    size, device, g = run.config.train.crop_size, run.device, run.generators()
     channels = (run.config.model.channels_a, run.config.model.channels_b)
     with torch.inference_mode(), run.autocast():
         a = _sample_batch(run.sample_paths[0], size, channels[0]).to(device)
         b = _sample_batch(run.sample_paths[1], size, channels[1]).to(device)
         n = min(len(a), len(b))
         a, b = a[:n], b[:n]
-        fake_b, fake_a = m.G_AB(a), m.G_BA(b)
-        columns = [a, fake_b, m.G_BA(fake_b), b, fake_a, m.G_AB(fake_a)]
+        fake_b, fake_a = g["G_AB"](a), g["G_BA"](b)
+        columns = [a, fake_b, g["G_BA"](fake_b), b, fake_a, g["G_AB"](fake_a)]
     save_sample_grid(runfolder.sample_path(run.run_dir, run.epoch), columns)
 
 
@@ -310,13 +338,14 @@ def save_checkpoint(run: Run) -> None:
 
     def write() -> None:
         named = run.models.named()
-        for name, net in named.items():
+        for name, net in (named | run.generators()).items():  # the generator files hold what translation uses
             runfolder.save_weights(net, runfolder.weights_path(run.run_dir, name), run.step)
         runfolder.save_state(run.run_dir, {
             "epoch": run.epoch, "batch": run.batch, "step": run.step,
             "models": {name: net.state_dict() for name, net in named.items()},
             "opt_G": run.opt.G.state_dict(), "opt_D": run.opt.D.state_dict(),
             "world_size": run.world.size, "pools": pools_by_rank, "health": run.monitor.state_dict(),
+            **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
         })
 
     distributed.run_on_main(write)

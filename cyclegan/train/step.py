@@ -6,6 +6,7 @@ networks as the step calls them (``prepare_for_training``: channels_last, compil
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass
 
@@ -159,3 +160,38 @@ def prepare_for_training(models: Models, config: Config, device: torch.device, a
             net = speed.compile_or_eager(net, example, autocast)
         wrapped[name] = distributed.wrap(net, device)
     return Models(**wrapped)
+
+
+class GeneratorEMA:
+    """An exponential moving average of both generators' weights (``--ema DECAY``).
+
+    GAN generators oscillate from step to step; the average of the recent weights is a steadier
+    model than any single step's (Karras et al., 2018, and most GANs since). It is updated after
+    every generator step on the device, with no host sync: a skipped (NaN/inf) step leaves it as it
+    was. The decay ramps up from 0 over the first steps ((1 + n) / (10 + n)), so early, poor
+    weights fade out quickly.
+    """
+
+    def __init__(self, models: Models, decay: float) -> None:
+        self.decay = decay
+        self.nets = {name: copy.deepcopy(getattr(models, name)).requires_grad_(False) for name in ("G_AB", "G_BA")}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, models: Models, skipped: torch.Tensor) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        weight = (1 - decay) * (1 - skipped)  # 0 for a skipped step: the average stays as it was
+        for name, ema in self.nets.items():
+            source = distributed.unwrap(getattr(models, name))
+            averaged = list(ema.parameters())
+            torch._foreach_add_(averaged, torch._foreach_mul(torch._foreach_sub(list(source.parameters()), averaged),
+                                                            weight))
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, **{name: net.state_dict() for name, net in self.nets.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        for name, net in self.nets.items():
+            net.load_state_dict(state[name])

@@ -2,7 +2,8 @@
 
 Decoding and encoding run in worker threads while the model runs; images of equal size are
 batched; an output that exists is never overwritten unless asked; every file that cannot be
-translated is reported with the reason, and the others go on.
+translated is reported with the reason, and the others go on. Video files are translated after
+the images, one clip at a time (video.py), under the same rules.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .. import runfolder
 from ..data.folders import candidate_files
 from ..errors import ConfigError, CycleGANError, DataError
 from ..images import FORMATS, Picture, encode, read_picture
+from ..video import OUTPUT_SUFFIX, check_output_suffix, is_video, require_av
+from .video import check_stats, translate_video
 
 if TYPE_CHECKING:  # the translator uses this module, not the other way round
     from .translator import Translator
@@ -60,8 +63,10 @@ class FolderOptions:
     cycle: bool
     workers: int
     progress: bool
+    video_stats: str = "shared"  # instance-norm statistics of a video's frames: shared or per-frame
 
     def check(self) -> None:
+        check_stats(self.video_stats)
         if self.image_format not in FORMATS:
             raise ConfigError(f"output format must be one of {', '.join(FORMATS)}, got {self.image_format!r}")
         if self.batch_size < 1 or self.workers < 1:
@@ -112,18 +117,30 @@ def output_names(relatives: list[Path], suffix: str) -> list[Path]:
 
 def plan_jobs(input_path: Path, output_dir: Path, options: FolderOptions) -> tuple[list[_Job], int]:
     """The jobs to run and how many images are skipped because all their outputs exist."""
-    if output_dir.exists() and not output_dir.is_dir():
+    one_video = input_path.is_file() and is_video(input_path)
+    if one_video:
+        require_av(input_path)  # one clip and no PyAV: a one-line error, not a failed-files report
+    named_file = one_video and is_video(output_dir)  # `--input clip.mp4 --output out.mp4`
+    if named_file:
+        check_output_suffix(output_dir)
+        if len(options.directions) > 1:
+            raise ConfigError(f"--direction both writes two videos; pass an output folder instead of {output_dir}")
+    elif output_dir.exists() and not output_dir.is_dir():
         raise DataError(f"--output {output_dir} is a file; pass a folder")
     inputs = list_inputs(input_path, output_dir)
     suffix = FORMATS[options.image_format][1]
-    names = output_names([rel for _, rel in inputs], suffix)
+    names: dict[int, Path] = {}
+    for videos, kind_suffix in ((False, suffix), (True, OUTPUT_SUFFIX)):
+        indices = [i for i, (source, _) in enumerate(inputs) if is_video(source) == videos]
+        names.update(zip(indices, output_names([inputs[i][1] for i in indices], kind_suffix)))
     jobs, skipped = [], 0
-    for (source, _), name in zip(inputs, names):
+    for i, (source, _) in enumerate(inputs):
         outputs = {}
         for direction in options.directions:
             folder = output_dir / direction if len(options.directions) > 1 else output_dir
-            target = folder / name
-            rec = target.with_name(f"{target.stem}.cycle{suffix}") if options.cycle else None
+            target = output_dir if named_file else folder / names[i]
+            # a video's reconstruction is not written: --cycle is for checking a model on images
+            rec = target.with_name(f"{target.stem}.cycle{suffix}") if options.cycle and not is_video(source) else None
             if options.overwrite or not target.exists() or (rec is not None and not rec.exists()):
                 outputs[direction] = (target, rec)
         if outputs:
@@ -175,9 +192,12 @@ class _FolderRun:
         with ThreadPoolExecutor(self.options.workers) as pool, redirect, \
                 tqdm(total=len(jobs), unit="img", disable=not self.options.progress, desc="translating") as bar:
             self.pool, self.bar = pool, bar
-            self._translate_all(jobs)
+            self._translate_all([job for job in jobs if not is_video(job.source)])
             while self.saves:
                 self._finish_save()
+            for job in jobs:
+                if is_video(job.source):
+                    self._translate_video(job)
         if self.alpha_dropped:
             log.warning("%d image(s) had transparency, which JPEG cannot store; use --format png or webp to keep it",
                         self.alpha_dropped)
@@ -238,6 +258,19 @@ class _FolderRun:
             return
         for i, (job, picture) in enumerate(items):
             self._save(job, picture, results[i])
+
+    def _translate_video(self, job: _Job) -> None:
+        """One clip, each direction, frames in batches (translate/video.py); a clip that fails is reported like an image."""
+        try:
+            for direction, (target, _) in job.outputs.items():
+                translate_video(self.translator, job.source, target, direction, stats=self.options.video_stats,
+                                size=self.options.size, batch_size=self.options.batch_size,
+                                progress=self.options.progress)
+        except (CycleGANError, RuntimeError) as exc:  # RuntimeError: out of memory and the like
+            self._fail(job, exc)
+            return
+        self.summary.translated += 1
+        self.bar.update(1)
 
     def _save(self, job: _Job, picture: Picture, outputs: dict[Path, torch.Tensor]) -> None:
         if picture.alpha is not None and not FORMATS[self.options.image_format][3]:

@@ -98,6 +98,18 @@ def instance_norm_stats(net: nn.Module, forward: Forward, image: torch.Tensor) -
     return stats
 
 
+def pooled_stats(each: list[NormStats]) -> NormStats:
+    """The statistics of several equal-sized inputs taken together, as if they were one image, from
+    each one's: per layer, the mean of the means and the mean of the variances plus the variance of
+    the means (the law of total variance)."""
+    pooled: NormStats = []
+    for layer in zip(*each):
+        means = torch.stack([mean for mean, _ in layer])
+        variances = torch.stack([var for _, var in layer])
+        pooled.append((means.mean(0), variances.mean(0) + means.var(0, correction=0)))
+    return pooled
+
+
 def with_fixed_stats(net: nn.Module, stats: NormStats) -> nn.Module:
     """``net`` (parameters shared) normalising with ``stats`` instead of each input's own statistics."""
     return _replace_norms(net, lambda norm, i: _FixedNorm(norm.eps, *stats[i]))

@@ -9,7 +9,8 @@ back on the output unchanged.
 
 ``translate_folder`` is the batch tool (folders.py): it decodes and encodes in worker threads
 while the model runs, batches images of equal size, never overwrites an output unless asked, and
-reports every file it could not translate with the reason instead of stopping.
+reports every file it could not translate with the reason instead of stopping. Video files among
+the inputs become videos (video.py), every frame normalised with statistics shared over the clip.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -86,8 +88,9 @@ class Translator:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device | None = None, best: bool = False,
-                 **options: Any) -> Translator:
-        """Load a run folder's generators (``best`` for the best held-out epoch's).
+                 epoch: int | None = None, **options: Any) -> Translator:
+        """Load a run folder's generators (``best`` for the best held-out epoch's, ``epoch`` for one
+        kept with --keep-epochs).
 
         A run imported from official weights may hold one direction only; asking it for the other
         raises a CheckpointError that says so. ``options`` go to the constructor (bf16, max_pixels, tile_size).
@@ -95,10 +98,13 @@ class Translator:
         run_dir = Path(run_dir)
         config = runfolder.load_config(run_dir)
         device = device if isinstance(device, torch.device) else select_device(device or "auto")
-        paths = {name: runfolder.generator_path(run_dir, name, best) for name in GENERATOR_FOR.values()}
+        paths = {name: runfolder.generator_path(run_dir, name, best, epoch) for name in GENERATOR_FOR.values()}
         present = {name: path for name, path in paths.items() if path.exists()}
         if not present:
             where = paths["G_AB"].parent
+            if epoch is not None:
+                kept = ", ".join(map(str, runfolder.kept_epochs(run_dir))) or "none (train with --keep-epochs N)"
+                raise CheckpointError(f"{run_dir} has no generators kept for epoch {epoch}; kept epochs: {kept}")
             if best:
                 raise CheckpointError(f"{where} has no best weights yet; drop --best to use the latest")
             raise CheckpointError(f"{where} has no generator weights (G_AB.safetensors / G_BA.safetensors); "
@@ -145,13 +151,15 @@ class Translator:
             y = net(x)
         return y[..., :h, :w].float()
 
-    def _tiled(self, net: nn.Module, image: torch.Tensor) -> torch.Tensor:
-        """One (C, H, W) image over ``max_pixels`` (uint8 or float) -> (H, W, C) of the same dtype."""
+    def _tiled(self, net: nn.Module, image: torch.Tensor, stats: tiling.NormStats | None = None) -> torch.Tensor:
+        """One (C, H, W) image over ``max_pixels`` (uint8 or float) -> (H, W, C) of the same dtype.
+
+        Every tile is normalised with ``stats``, or without them with those of the image's thumbnail."""
         as_uint8 = image.dtype == torch.uint8
         to_input = (lambda crop: to_float(crop[None].to(self.device))) if as_uint8 else \
             (lambda crop: crop[None].to(self.device, torch.float32))
-        thumb = to_input(tiling.thumbnail(image, self.max_pixels))
-        stats = tiling.instance_norm_stats(net, self._forward, thumb)
+        if stats is None:
+            stats = tiling.instance_norm_stats(net, self._forward, to_input(tiling.thumbnail(image, self.max_pixels)))
         return tiling.translate_tiled(
             tiling.with_fixed_stats(net, stats), self._forward, image, tile=self.tile_size, margin=self.margin,
             out_channels=out_channels(net), to_input=to_input,
@@ -170,18 +178,33 @@ class Translator:
         return torch.stack([self._tiled(net, image).permute(2, 0, 1) for image in images])
 
     @torch.inference_mode()
-    def translate_pixels(self, batch: torch.Tensor, direction: str, cycle: bool = False
-                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def norm_stats(self, images: Sequence[torch.Tensor], direction: str) -> tiling.NormStats:
+        """The instance-norm statistics of ``images`` ((H, W, C) uint8, one size) taken together, as if
+        they were one image: what a video's frames share, so that a frame's tone does not change with
+        what is in view. An image over ``max_pixels`` contributes its thumbnail's, as in tiling."""
+        net = self.generator(direction)
+        return tiling.pooled_stats([
+            tiling.instance_norm_stats(net, self._forward, to_float(
+                tiling.thumbnail(image.permute(2, 0, 1), self.max_pixels)[None].to(self.device)))
+            for image in images])
+
+    @torch.inference_mode()
+    def translate_pixels(self, batch: torch.Tensor, direction: str, cycle: bool = False,
+                         stats: tiling.NormStats | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(N, H, W, C) uint8 images of one size -> (translated, reconstruction or None), both (N, H, W, C) uint8.
 
         The reconstruction (``cycle``) is the translation sent back with the other generator.
+        ``stats`` (from ``norm_stats``) normalise every image instead of its own statistics; the
+        reconstruction keeps its own.
         """
         net = self.generator(direction)
         back = self.generator(OTHER[direction]) if cycle else None
         if not self._fits(*batch.shape[1:3]):
-            outs = [self._tiled(net, image.permute(2, 0, 1)) for image in batch]
+            outs = [self._tiled(net, image.permute(2, 0, 1), stats) for image in batch]
             recs = [self._tiled(back, out.permute(2, 0, 1)) for out in outs] if back is not None else None
             return stack_batch(outs), (stack_batch(recs) if recs is not None else None)
+        if stats is not None:
+            net = tiling.with_fixed_stats(net, stats)
         y = self._forward(net, to_float(batch.to(self.device).permute(0, 3, 1, 2)))
         rec = to_uint8(self._forward(back, y)).permute(0, 2, 3, 1).contiguous().cpu() if back is not None else None
         return to_uint8(y).permute(0, 2, 3, 1).contiguous().cpu(), rec
@@ -201,7 +224,7 @@ class Translator:
     def translate_folder(self, input_path: str | Path, output_dir: str | Path, direction: str = "AtoB",
                          overwrite: bool = False, *, size: int | None = None, batch_size: int = 4,
                          image_format: str = "png", cycle: bool = False, workers: int | None = None,
-                         progress: bool = False) -> FolderSummary:
+                         progress: bool = False, video_stats: str = "shared") -> FolderSummary:
         """Translate one image or every image under a folder into ``output_dir``, mirroring subfolders.
 
         ``direction`` is AtoB, BtoA or both (then into ``output_dir/AtoB`` and ``output_dir/BtoA``).
@@ -209,9 +232,13 @@ class Translator:
         ``NAME.cycle.<format>``. An existing output is skipped unless ``overwrite``; an output folder
         inside the input folder is never read as input; an image that fails is logged with the reason
         and counted, never fatal. Raises DataError only for a missing input or one with no files.
+
+        Video files (by suffix) become H.264 videos ``NAME.mp4`` (translate/video.py), their frames
+        normalised with statistics shared over the clip (``video_stats`` "shared") or each with its own
+        ("per-frame"); one video in, ``output_dir`` may name the output file itself (``out.mp4``).
         """
         options = FolderOptions(expand_direction(direction), overwrite, size, batch_size, image_format, cycle,
-                                workers or min(4, os.cpu_count() or 1), progress)
+                                workers or min(4, os.cpu_count() or 1), progress, video_stats)
         options.check()
         if len({self.input_channels(d) for d in options.directions}) > 1:
             raise ConfigError("this run's domains have different channel counts, so one folder cannot be input to "

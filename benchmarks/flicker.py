@@ -1,0 +1,111 @@
+"""Flicker of translated video, each frame with its own instance-norm statistics against shared ones.
+
+Makes test clips (a slow diagonal pan over a synthetic scene in style A, H.264 at 30 frames/s),
+translates each with a trained run through the real pipeline (`cyclegan translate` on a clip:
+decode, sample frames for the shared statistics, translate in batches, encode H.264), and prints:
+
+* flicker: the mean absolute change between consecutive output frames over that of the input
+  frames (1 when the translation changes exactly as much as the scene does), per-frame vs shared;
+* frames/s of the whole pipeline, per clip, on this machine.
+
+The flicker needs a trained run (random weights do not show it), e.g. the `tiny` preset:
+
+    cyclegan make-dataset --out datasets/shapes
+    cyclegan train --data datasets/shapes --run checkpoints/shapes_tiny --preset tiny
+    python benchmarks/flicker.py --run checkpoints/shapes_tiny
+    python benchmarks/flicker.py --run checkpoints/shapes_tiny --size 256 --frames 48   # larger frames
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    return f"{cpu}; {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
+
+
+def write_clip(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
+    """(N, H, W, 3) uint8 frames as an H.264 mp4, near-lossless so the encoder adds no flicker of its own."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("h264", rate=fps, options={"crf": "12"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for i, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a trained run folder")
+    parser.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"))
+    parser.add_argument("--frames", type=int, default=96, help="frames per clip (default 96: 3.2 s at 30 frames/s)")
+    parser.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64, the tiny preset's)")
+    parser.add_argument("--step", type=int, default=1, help="pan speed in pixels per frame (default 1)")
+    parser.add_argument("--clips", type=int, default=5, help="clips (scenes), each with its own seed (default 5)")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    import torch
+
+    from cyclegan.data.synthetic import pan_frames
+    from cyclegan.translate.translator import Translator
+    from cyclegan.translate.video import STATS, mean_frame_change, translate_video
+    from cyclegan.video import read_frames
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    translator = Translator.from_run(args.run, device=args.device)
+    channels = translator.input_channels(args.direction)
+    print(f"machine: {machine()}")
+    print(f"run: {args.run} ({translator.config.preset}), {args.direction}; {args.clips} clips of {args.frames} "
+          f"frames, {args.size}x{args.size}, diagonal pan {args.step} px/frame, batch {args.batch_size}")
+    print(f"{'clip':>4} {'input change':>12} " + " ".join(f"{s + ' flicker':>18} {s + ' frames/s':>18}" for s in STATS))
+    ratios: dict[str, list[float]] = {s: [] for s in STATS}
+    rates: dict[str, list[float]] = {s: [] for s in STATS}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        translate_video(translator, write_clip(root / "warmup.mp4", pan_frames(8, args.size)), root / "w.mp4",
+                        args.direction)  # warm-up: kernels chosen, memory allocated
+        for seed in range(args.clips):
+            clip = write_clip(root / f"pan{seed}.mp4", pan_frames(args.frames, args.size, args.step, seed))
+            base = mean_frame_change(list(read_frames(clip, channels)))
+            row = f"{seed:>4} {base:>12.2f} "
+            for stats in STATS:
+                out = root / f"pan{seed}_{stats}.mp4"
+                start = time.perf_counter()
+                count = translate_video(translator, clip, out, args.direction, stats=stats,
+                                        batch_size=args.batch_size)
+                rate = count / (time.perf_counter() - start)
+                ratio = mean_frame_change(list(read_frames(out))) / base
+                ratios[stats].append(ratio)
+                rates[stats].append(rate)
+                row += f"{ratio:>18.3f} {rate:>18.1f} "
+            print(row, flush=True)
+    print("mean " + " " * 13 + " ".join(f"{np.mean(ratios[s]):>18.3f} {np.mean(rates[s]):>18.1f}" for s in STATS))
+    reduction = 1 - np.mean(ratios["shared"]) / np.mean(ratios["per-frame"])
+    print(f"shared statistics: {reduction:.1%} less change between consecutive frames than per-frame")
+
+
+if __name__ == "__main__":
+    main()
