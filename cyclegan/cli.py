@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", required=True, choices=("AtoB", "BtoA", "both"),
                    help="both: into OUTPUT/AtoB and OUTPUT/BtoA")
     p.add_argument("--input", required=True, help="one image or video, or a folder of them (searched recursively; "
-                                                  "videos: .mp4, .mov, .mkv, .webm, .avi, .m4v, needing cyclegan[video])")
+                                                  "videos: .mp4 .mov .mkv .webm .avi .m4v, with cyclegan[video])")
     p.add_argument("--output", required=True, help="folder for the translations (subfolders mirrored; videos become "
                                                    "NAME.mp4), or for one video the output file, e.g. out.mp4")
     p.add_argument("--stats", default="shared", choices=("shared", "per-frame"),

@@ -6,8 +6,8 @@ names the extra. Frames are (H, W, C) uint8 tensors, C the domain's channels, as
 images. Output is H.264 at the input's frame rate and size; the first audio stream is copied
 unchanged (no re-encoding) when the output container can hold its codec.
 
-Videos are recognised by their suffix, not by content as images are: a folder's non-image files
-are probed only if they claim to be videos, and without PyAV a clip still gets its one-line reason.
+Videos are recognised by their suffix, not by content as images are: then no file is opened by
+both decoders, and without PyAV a clip is still recognised and gets its one-line reason.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ H264_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers that hold H.264, 
 OUTPUT_SUFFIX = ".mp4"  # a folder's videos are written as NAME.mp4
 INSTALL_HINT = "pip install 'cyclegan[video]' (in a checkout: .venv/bin/pip install -e '.[video]')"
 DEFAULT_FPS = Fraction(25)  # for a stream that states no frame rate at all
-CRF = "18"  # libx264 quality (other H.264 encoders ignore it): visually near-lossless, so the encoder adds little to what the network did
+CRF = "18"  # libx264 quality (others ignore it): near-lossless, so encoding adds little to the network's output
 
 
 def is_video(path: str | Path) -> bool:
@@ -100,7 +100,7 @@ def probe(path: str | Path) -> VideoInfo:
 
 
 def frame_size(width: int, height: int, size: int | None) -> tuple[int, int]:
-    """(width, height) with the shorter side ``size`` (rounded to even sides, which H.264 players need); as is without."""
+    """(width, height) with the shorter side ``size``, sides rounded to even (as H.264 players need); as is without."""
     if not size:
         return width, height
     scale = size / min(width, height)
@@ -172,7 +172,8 @@ class _Encoder:
         pts = self.next_pts if seconds is None else max(self.next_pts, round(seconds * self.fps))
         self.next_pts = pts + 1
         image = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="gray" if image.ndim == 2 else "rgb24")
+        pixel_format = "gray" if image.ndim == 2 else "rgb24"
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=pixel_format)
         frame.pts = pts
         self._mux(self.stream.encode(frame))
 

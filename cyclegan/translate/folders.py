@@ -260,7 +260,7 @@ class _FolderRun:
             self._save(job, picture, results[i])
 
     def _translate_video(self, job: _Job) -> None:
-        """One clip, each direction, frames in batches (translate/video.py); a clip that fails is reported like an image."""
+        """One clip, each direction, in batches of frames (translate/video.py); a failure is reported as for images."""
         try:
             for direction, (target, _) in job.outputs.items():
                 translate_video(self.translator, job.source, target, direction, stats=self.options.video_stats,

@@ -85,6 +85,7 @@ class Translator:
         if max_pixels < MIN_SIDE * MIN_SIDE:
             raise ConfigError(f"max_pixels must be at least {MIN_SIDE * MIN_SIDE}, got {max_pixels}")
         self.max_pixels = max_pixels
+        self._fixed: tuple[tiling.NormStats, nn.Module, nn.Module] | None = None  # see _with_stats
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device | None = None, best: bool = False,
@@ -166,6 +167,15 @@ class Translator:
             to_output=to_uint8 if as_uint8 else (lambda rows: rows),
             out_dtype=torch.uint8 if as_uint8 else torch.float32, multiple=self.multiple)
 
+    def _with_stats(self, net: nn.Module, stats: tiling.NormStats) -> nn.Module:
+        """``net`` normalising with ``stats``, built once for the batches that share them (a video's), not
+        once a batch: the copy costs as much as a small batch's forward pass. Kept by identity, so
+        threads translating with other statistics each get their own."""
+        cached = self._fixed
+        if cached is None or cached[0] is not stats or cached[1] is not net:
+            cached = self._fixed = (stats, net, tiling.with_fixed_stats(net, stats))
+        return cached[2]
+
     def _fits(self, height: int, width: int) -> bool:
         return height * width <= self.max_pixels
 
@@ -204,7 +214,7 @@ class Translator:
             recs = [self._tiled(back, out.permute(2, 0, 1)) for out in outs] if back is not None else None
             return stack_batch(outs), (stack_batch(recs) if recs is not None else None)
         if stats is not None:
-            net = tiling.with_fixed_stats(net, stats)
+            net = self._with_stats(net, stats)
         y = self._forward(net, to_float(batch.to(self.device).permute(0, 3, 1, 2)))
         rec = to_uint8(self._forward(back, y)).permute(0, 2, 3, 1).contiguous().cpu() if back is not None else None
         return to_uint8(y).permute(0, 2, 3, 1).contiguous().cpu(), rec
