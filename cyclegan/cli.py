@@ -226,8 +226,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"held-out images: {source}")
     _print_table(results, "heldout")
     print("SWD: sliced Wasserstein distance of translated to real target patches (x1e3, lower is better); SWD input: "
-          "the same for the input unchanged, the baseline to beat. G(target) L1: a generator applied to images already "
-          "in its target domain, which should change them little (not a baseline). diversity: spread of the outputs "
+          "the same for the input unchanged, the baseline to beat. G(target) L1: the identity-mapping error, a generator "
+          "applied to images already in its target domain, which should change them little (not a baseline). diversity: spread of the outputs "
           "over that of the inputs (near 0: collapse). D AUC: how well the discriminator tells real from translated "
           "(0.5: not at all).")
     if any("fid" in r for r in results.values()):
@@ -259,8 +259,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         ("run", report["run"]),
         ("epochs", f"{report['epochs_done']} of {report['epochs_total']} (step {report['steps']})"),
         ("evaluations", f"{report['evaluations']} (selecting by {report['select_by']}, lower is better)"),
-        ("best epoch", f"{best['epoch']}, chosen by {best.get('reason') or best['metric'] + ' ' + format(best['value'], '.4g')}"
-                       " (use with --best)" if best else "none yet"),
+        ("best epoch", f"{best['epoch']}: {best['metric']} {best['value']:.4g}"
+                       + (f", chosen by the {best['reason']}" if best.get("reason") else "")
+                       + " (best/; use with --best)" if best else "none yet"),
     ]
     latest = report["latest"]
     if latest:

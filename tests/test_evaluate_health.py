@@ -142,8 +142,8 @@ def _nan_on_calls(monkeypatch, calls: set[int] | None):
 def test_a_nan_loss_is_skipped_and_reported(tmp_path, shapes_dir, monkeypatch):
     _nan_on_calls(monkeypatch, {5})  # two cycle losses per step: the third step's first one
     run = train(small_config(shapes_dir, epochs=1, epochs_decay=1), tmp_path / "run")
-    # two epochs of a test-sized model never beat returning the input unchanged, and the end says so
-    assert _kinds(run) == ["divergence", "worse_than_nothing"]
+    # then at most the end of training's own: two test-sized epochs rarely beat doing nothing
+    assert _kinds(run)[0] == "divergence" and set(_kinds(run)[1:]) <= {"worse_than_nothing"}
     rows = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("skipped_steps")]
     assert [r["skipped_steps"] for r in rows] == ["1", "0"]
     for name in ckpt.GENERATORS + ckpt.DISCRIMINATORS:
@@ -227,7 +227,9 @@ def test_report_shows_the_best_epoch_and_warnings(tmp_path, shapes_dir, capsys):
     assert (run / "plots" / "heldout.png").exists() and (run / "plots" / "discriminator.png").exists()
     assert main(["report", "--run", str(run), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["evaluations"] == 2 and report["warnings"][0]["kind"] == "overtraining"
+    # ours last; before it, at most the end of training's own (two test-sized epochs rarely beat doing nothing)
+    kinds = [w["kind"] for w in report["warnings"]]
+    assert report["evaluations"] == 2 and kinds[-1] == "overtraining" and set(kinds[:-1]) <= {"worse_than_nothing"}
     assert main(["report", "--run", str(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
 

@@ -85,7 +85,7 @@ def test_kept_epochs_translate_and_report_says_why_an_epoch_was_chosen(tmp_path,
     assert meta["rule"] == "swd_ratio" and "input-unchanged SWD" in meta["reason"]
     assert main(["report", "--run", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"best epoch     {meta['epoch']}, chosen by mean of each direction's SWD" in out
+    assert f"best epoch     {meta['epoch']}: val_swd_ratio" in out and "chosen by the mean of each direction's SWD" in out
     assert "kept epochs    2, 3" in out
 
 
