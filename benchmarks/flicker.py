@@ -19,24 +19,12 @@ The flicker needs a trained run (random weights do not show it), e.g. the `tiny`
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return f"{cpu}; {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
+from translate_speed import machine  # the same machine line as the other benchmarks (a sibling script)
 
 
 def write_clip(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
