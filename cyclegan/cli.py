@@ -50,6 +50,11 @@ _FIELD_HELP = {
                     "crops and flips then run on the device",
     "num_workers": "processes decoding training images (0: in the training process)",
     "log_every": "steps between rows of metrics.csv",
+    "tensorboard": "also write losses, lr, held-out metrics, warnings and sample grids to RUN/tensorboard/ "
+                   "(needs .venv/bin/pip install -e '.[tensorboard]')",
+    "preprocess": "how a training image becomes a crop-size square: resize_and_crop (published: resize to a "
+                  "load-size square, aspect not kept), scale_width_and_crop, scale_shortside_and_crop (aspect "
+                  "kept, then crop) or crop (the image's own resolution)",
     "strict": "stop on an unreadable image instead of skipping it",
     "eval_every": "epochs between held-out evaluations (metrics.csv, best/, warnings, plots/); 0: off",
     "val_fraction": "share of each training folder held out when it has no test folder (at most 200 images)",
@@ -59,6 +64,10 @@ _FIELD_HELP = {
                    "(-1: all, 0: none)",
     "ema": "exponential moving average of the generator weights, e.g. 0.999 (0: off); samples, evaluation, "
            "best/ and the saved generators use the average",
+    "diffaug": "augment real and fake images alike before the discriminators, against them memorising a "
+               "small dataset: a comma-separated list of color, translation, cutout (empty: off)",
+    "skip": "the generators learn a change to their input (a global skip) instead of redrawing it",
+    "spectral_norm": "spectral norm on the discriminators' convs, in place of their instance norms",
     "fid": "also FID and KID at each evaluation (slow on a CPU; needs cyclegan[metrics] and Inception weights)",
     "inception_weights": "local Inception weights file for FID/KID (default: torch-fidelity's own download)",
 }
@@ -249,6 +258,7 @@ def _print_table(results: dict[str, dict[str, float]], group: str) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .evaluate.report import run_report
+    from .evaluate.timing import time_line
 
     report = run_report(args.run)
     if args.json:
@@ -258,6 +268,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     rows = [
         ("run", report["run"]),
         ("epochs", f"{report['epochs_done']} of {report['epochs_total']} (step {report['steps']})"),
+        ("time", time_line(report["seconds_spent"], report["seconds_left"],
+                           report["epochs_done"] >= report["epochs_total"])),
         ("evaluations", f"{report['evaluations']} (selecting by {report['select_by']}, lower is better)"),
         ("best epoch", f"{best['epoch']}: {best['metric']} {best['value']:.4g}"
                        + (f", chosen by the {best['reason']}" if best.get("reason") else "")
@@ -297,11 +309,16 @@ def _latest_line(latest: dict[str, float], direction: str) -> str:
 
 
 def cmd_make_dataset(args: argparse.Namespace) -> int:
-    from .data.synthetic import make_dataset
-
-    out = make_dataset(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed,
-                       overwrite=args.overwrite)
-    print(f"wrote the synthetic shapes dataset to {out} (trainA, trainB, testA, testB, gt/AtoB, gt/BtoA)")
+    # Each kind's defaults: shapes is the CPU demo (64 px), photos the real-photo benchmark (128 px).
+    defaults = {"shapes": ("datasets/shapes", 400, 64), "photos": ("datasets/photos", 300, 128)}[args.kind]
+    out, n_train, size = (given if given is not None else default
+                          for given, default in zip((args.out, args.n_train, args.size), defaults))
+    if args.kind == "photos":
+        from .data.photos import make_photos_dataset as make
+    else:
+        from .data.synthetic import make_dataset as make
+    written = make(out, n_train=n_train, n_test=args.n_test, size=size, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote the {args.kind} dataset to {written} (trainA, trainB, testA, testB, gt/AtoB, gt/BtoA)")
     return 0
 
 
@@ -463,12 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("make-dataset", help="write the synthetic two-style shapes dataset",
-                       description="Example: cyclegan make-dataset --out datasets/shapes")
-    p.add_argument("--out", default="datasets/shapes", help="folder to create (default: datasets/shapes)")
-    p.add_argument("--n-train", type=int, default=400, help="training images per domain (default 400)")
+    p = sub.add_parser("make-dataset", help="write an embedded dataset with ground truth (shapes or photos)",
+                       description="Example: cyclegan make-dataset --out datasets/shapes. "
+                                   "--kind photos (the real-photo benchmark) needs the bench extra: "
+                                   ".venv/bin/pip install -e '.[bench]'")
+    p.add_argument("--kind", choices=("shapes", "photos"), default="shapes",
+                   help="shapes: drawn scenes in two styles, 64 px (the demo); photos: crops of scikit-image's "
+                        "sample photos and a painterly style of them, 128 px (the quality benchmark)")
+    p.add_argument("--out", default=None, help="folder to create (default: datasets/KIND)")
+    p.add_argument("--n-train", type=int, default=None, help="training images per domain (default 400 shapes, "
+                                                             "300 photos)")
     p.add_argument("--n-test", type=int, default=50, help="test images per domain, with ground truth (default 50)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (default 64 shapes, 128 photos)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace the folder if it exists")
     p.set_defaults(func=cmd_make_dataset)

@@ -18,6 +18,10 @@ from .models.generators import REGISTRY as GENERATORS
 GAN_LOSSES = ("lsgan", "bce", "hinge")
 UPSAMPLE_MODES = ("transpose", "resize")
 DEVICES = ("auto", "cpu", "cuda")
+# How a training image becomes a crop_size square (data/dataset.py), named as in the official code.
+PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop", "crop")
+# The transforms of ``--diffaug`` (train/augment.py implements each one).
+AUGMENTATIONS = ("color", "translation", "cutout")
 SELECT_BY = SELECTABLE  # the held-out metrics a run can pick its best epoch by (evaluate/metrics.py's table)
 
 
@@ -38,6 +42,9 @@ class ModelConfig:
     n_blocks: int = 9
     n_layers_d: int = 3
     upsample: str = "transpose"  # "resize": nearest upsampling + conv, against checkerboard artifacts
+    # Our additions, off in the published recipe (see the quality preset):
+    skip: bool = False  # the generator learns a change to its input (a global skip), not the image anew
+    spectral_norm: bool = False  # spectral norm on the discriminators' convs, in place of instance norm
 
 
 @dataclass
@@ -50,6 +57,7 @@ class TrainConfig:
     test_b: str = ""
     load_size: int = 286
     crop_size: int = 256
+    preprocess: str = "resize_and_crop"  # one of PREPROCESS; the published default squashes to a square
     flip: bool = True
     batch_size: int = 1
     epochs: int = 100
@@ -64,6 +72,9 @@ class TrainConfig:
     # Our addition: an exponential moving average of the generator weights (decay per step; 0: off).
     # The average is what samples, evaluation, best/ and the saved generators use.
     ema: float = 0.0
+    # Our addition: differentiable augmentation of real and fake images alike before the discriminators
+    # ("color,translation,cutout"; empty: off), against discriminators memorising small datasets.
+    diffaug: str = ""
     seed: int = 0
     device: str = "auto"
     amp: bool = False  # bf16 autocast; only takes effect on CUDA
@@ -72,6 +83,8 @@ class TrainConfig:
     cache_images: bool = False  # decode once into a uint8 cache (when it fits) and crop/flip on the device
     num_workers: int = 0
     log_every: int = 50
+    # Off unless asked: it adds a dependency and an events folder that repeats metrics.csv and samples/.
+    tensorboard: bool = False  # also write RUN/tensorboard/ (needs the tensorboard extra)
     strict: bool = False  # an unreadable image in a folder is an error instead of a skip
     # Held-out evaluation (cyclegan.evaluate, cyclegan.health): not published settings, our additions.
     eval_every: int = 1  # epochs between held-out evaluations; 0 turns evaluation (and best/) off
@@ -150,10 +163,25 @@ def preset(name: str) -> Config:
         train = TrainConfig(load_size=64, crop_size=64, batch_size=4, epochs=6, epochs_decay=4,
                             lr=2e-4, pool_size=50, log_every=20)
         return Config(model=model, train=train, preset="tiny")
-    raise ConfigError(f"unknown preset {name!r}; choose one of: paper, fast, tiny")
+    if name == "quality":
+        # The published networks with the additions that measured better on the real-photo
+        # benchmark at equal compute (BENCHMARKS.md, benchmarks/quality.py).
+        config = Config(preset="quality")
+        for field_name, value in QUALITY.items():
+            setattr(config.model if hasattr(config.model, field_name) else config.train, field_name, value)
+        return config
+    raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
 
 
-PRESETS = ("paper", "fast", "tiny")
+PRESETS = ("paper", "quality", "fast", "tiny")
+# What the quality preset adds to the published recipe (each one is also a flag of its own).
+QUALITY: dict[str, Any] = {"skip": True, "upsample": "resize", "diffaug": "color,translation,cutout", "ema": 0.999,
+                           "lambda_identity": 0.0}
+
+
+def augmentations(policy: str) -> tuple[str, ...]:
+    """``"color,translation"`` -> ("color", "translation"); "" -> () (no augmentation)."""
+    return tuple(name.strip() for name in policy.split(",") if name.strip())
 
 
 def validate(config: Config) -> None:
@@ -172,6 +200,7 @@ def validate(config: Config) -> None:
          f"device must be auto, cpu, cuda or cuda:N, got {t.device!r}"),
         (t.crop_size >= 16 and t.crop_size % 4 == 0,
          f"crop_size must be a multiple of 4 and at least 16, got {t.crop_size}"),
+        (t.preprocess in PREPROCESS, f"preprocess must be one of {PREPROCESS}, got {t.preprocess!r}"),
         (t.load_size >= t.crop_size,
          f"load_size ({t.load_size}) must be at least crop_size ({t.crop_size})"),
         (t.batch_size >= 1, f"batch_size must be 1 or more, got {t.batch_size}"),
@@ -184,6 +213,10 @@ def validate(config: Config) -> None:
          "the identity loss feeds each generator images of its output domain; pass --lambda-identity 0"),
         (t.pool_size >= 0, f"pool_size must be 0 or more, got {t.pool_size}"),
         (0 <= t.ema < 1, f"ema must be 0 (off) or a decay below 1 such as 0.999, got {t.ema}"),
+        (set(augmentations(t.diffaug)) <= set(AUGMENTATIONS),
+         f"diffaug takes a comma-separated list of {', '.join(AUGMENTATIONS)}, got {t.diffaug!r}"),
+        (not m.skip or m.channels_a == m.channels_b,
+         f"skip needs both domains to have the same channels, got {m.channels_a} and {m.channels_b}"),
         (t.num_workers >= 0, f"num_workers must be 0 or more, got {t.num_workers}"),
         (t.log_every >= 1, f"log_every must be 1 or more, got {t.log_every}"),
         (t.eval_every >= 0, f"eval_every must be 0 (off) or more, got {t.eval_every}"),
@@ -201,6 +234,6 @@ def validate(config: Config) -> None:
 # Fields that may differ when resuming: they change how long or where training runs, not what is
 # being trained. Anything else differing from the saved config.json is refused.
 RESUMABLE_OVERRIDES = frozenset({"epochs", "epochs_decay", "device", "num_workers", "log_every", "strict",
-                                 "compile", "cache_images",
+                                 "compile", "cache_images", "tensorboard",
                                  "eval_every", "patience", "fid", "inception_weights", "keep_epochs",
                                  "domain_a", "domain_b", "test_a", "test_b"})

@@ -11,6 +11,7 @@ metrics.csv           one row per logged step or evaluation
 warnings.json         the warnings training raised: [{kind, epoch, step, message, time}]
 samples/epoch_NNN.png the sample grid of each epoch
 plots/*.png           curves drawn from metrics.csv
+tensorboard/          TensorBoard events (with --tensorboard): losses, lr, held-out metrics, warnings, samples
 ```
 
 Every file goes to a temporary name in the same folder, is flushed and fsync'd, then renamed over
@@ -32,7 +33,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ WARNINGS_FILE = "warnings.json"
 SAMPLES_DIR = "samples"
 EPOCHS_DIR = "epochs"
 PLOTS_DIR = "plots"
+TENSORBOARD_DIR = "tensorboard"
 _SAMPLE_NAME = re.compile(r"^epoch_(\d+)\.png$")
 _EPOCH_DIR_NAME = re.compile(r"^epoch_(\d+)$")
 _STATE_KEYS = {"epoch", "batch", "step", "models", "opt_G", "opt_D"}  # what train_state.pt must hold to resume
@@ -313,15 +315,20 @@ def read_warnings(run_dir: str | Path) -> list[dict[str, Any]]:
 class RunWarnings:
     """The run folder's warnings.json: appended to (atomically) as warnings arise."""
 
-    def __init__(self, run_dir: str | Path, write: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, write: bool = True,
+                 also: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.path = Path(run_dir) / WARNINGS_FILE
         self.write = write  # False on the ranks of a distributed run that do not own the run folder
+        self.also = also  # handed each new warning too (the TensorBoard log shows them as text)
         self.items: list[dict[str, Any]] = read_warnings(run_dir)
 
     def add(self, kind: str, epoch: int, step: int, message: str) -> None:
-        self.items.append({"kind": kind, "epoch": epoch, "step": step, "message": message,
-                           "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        item = {"kind": kind, "epoch": epoch, "step": step, "message": message,
+                "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.items.append(item)
         self._write()
+        if self.also is not None:
+            self.also(item)
 
     def truncate_after(self, step: int) -> None:
         """Drop warnings raised after ``step``: on resume, that training is being redone."""
@@ -444,6 +451,12 @@ def plot_path(run_dir: str | Path, name: str) -> Path:
 
 def plot_files(run_dir: str | Path) -> list[Path]:
     return sorted((Path(run_dir) / PLOTS_DIR).glob("*.png"))
+
+
+def tensorboard_dir(run_dir: str | Path) -> Path:
+    """The folder of the run's TensorBoard event files (written by TensorBoard's own writer, which
+    appends to them: they are the one output here not replaced by rename)."""
+    return Path(run_dir) / TENSORBOARD_DIR
 
 
 def watched_paths(run_dir: str | Path) -> list[Path]:

@@ -37,6 +37,7 @@ def test_unknown_preset_and_field_are_named():
     ("gan_loss", "wgan", "gan_loss"),
     ("device", "tpu", "device"),
     ("batch_size", 0, "batch_size"),
+    ("preprocess", "scale_width", "preprocess must be one of"),
 ])
 def test_bad_values_are_refused(tmp_path, field, value, message):
     data = preset("tiny").to_dict()
@@ -70,3 +71,21 @@ def test_domains_of_different_channels_need_no_identity_loss_and_a_known_generat
     data["model"]["generator"] = "unet"
     with pytest.raises(ConfigError, match="generator must be one of"):
         Config.from_dict(data)
+
+
+def test_a_config_json_from_before_preprocess_and_tensorboard_loads_with_the_old_behaviour(tmp_path):
+    data = preset("tiny").to_dict()
+    del data["train"]["preprocess"], data["train"]["tensorboard"]
+    config = Config.from_dict(data)
+    assert (config.train.preprocess, config.train.tensorboard) == ("resize_and_crop", False)
+    config.train.preprocess, config.train.tensorboard = "scale_shortside_and_crop", True
+    runfolder.write_config(tmp_path, config)
+    assert runfolder.load_config(tmp_path) == config
+
+
+def test_tensorboard_can_be_turned_on_when_resuming_but_preprocess_cannot_change():
+    from cyclegan.train.loop import merge_resume_config
+
+    assert merge_resume_config(preset("tiny"), {"tensorboard": True}).train.tensorboard
+    with pytest.raises(ConfigError, match="preprocess"):
+        merge_resume_config(preset("tiny"), {"preprocess": "crop"})

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cyclegan.data.dataset import UnpairedDataset, augment
+from cyclegan.config import PREPROCESS
+from cyclegan.data.dataset import PREPROCESSORS, ImageCache, UnpairedDataset, augment, crop_params
 from cyclegan.data.folders import find_images
 from cyclegan.images import load_image, to_rgb
 from cyclegan.errors import DataError
@@ -146,3 +147,53 @@ def test_a_symlink_loop_does_not_hang_the_scan(tmp_path):
     good = _png(tmp_path / "sub" / "a.png")
     (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
     assert find_images(tmp_path) == [good]
+
+
+def _noise(width: int, height: int) -> Image.Image:
+    rng = np.random.default_rng(width * 1000 + height)
+    return Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def test_every_preprocess_choice_is_in_the_config_and_the_dataset():
+    assert set(PREPROCESSORS) == set(PREPROCESS)
+
+
+@pytest.mark.parametrize("preprocess", PREPROCESS)
+@pytest.mark.parametrize("size", [(90, 40), (40, 90), (20, 12)])  # wide, tall, smaller than the crop
+def test_every_preprocess_gives_a_crop_size_square_from_a_non_square_image(preprocess, size):
+    out = augment(_noise(*size), load_size=36, crop_size=32, flip=True,
+                  generator=torch.Generator().manual_seed(0), preprocess=preprocess)
+    assert out.shape == (3, 32, 32)
+    assert out.min() >= -1 and out.max() <= 1
+
+
+@pytest.mark.parametrize("preprocess, expected", [
+    ("resize_and_crop", (36, 36)),  # squashed to a square, as published
+    ("scale_width_and_crop", (36, 32)),  # width 36; its height, 14 with the aspect kept, raised to the crop
+    ("scale_shortside_and_crop", (90, 36)),  # aspect kept: 160x64 -> 90x36
+    ("crop", (160, 64)),  # the image's own resolution
+])
+def test_what_each_preprocess_scales_a_wide_image_to(preprocess, expected):
+    assert PREPROCESSORS[preprocess](_noise(160, 64), 36, 32).size == expected
+
+
+def test_crop_alone_scales_up_only_an_image_smaller_than_the_crop():
+    assert PREPROCESSORS["crop"](_noise(20, 40), 36, 32).size == (32, 64)
+
+
+def test_the_default_preprocess_is_the_published_square_resize_then_crop():
+    img = _noise(90, 40)
+    out = augment(img, load_size=36, crop_size=32, flip=False, generator=torch.Generator().manual_seed(5))
+    square = img.resize((36, 36), Image.BICUBIC)
+    top, left, _ = crop_params(36, 36, 32, False, torch.Generator().manual_seed(5))
+    expected = torch.from_numpy(np.array(square.crop((left, top, left + 32, top + 32)))).permute(2, 0, 1)
+    assert torch.equal(((out + 1) * 127.5).round().to(torch.uint8), expected)
+
+
+def test_a_dataset_with_another_preprocess_is_not_cached(shapes_dir, caplog):
+    a, b = find_images(shapes_dir / "trainA"), find_images(shapes_dir / "trainB")
+    dataset = UnpairedDataset(a, b, load_size=36, crop_size=32, flip=True, preprocess="crop")
+    with caplog.at_level(logging.WARNING):
+        assert ImageCache.build(dataset, torch.device("cpu")) is None
+    assert "preprocess" in caplog.text
+    assert dataset[0][0].shape == (3, 32, 32)

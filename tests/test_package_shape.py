@@ -23,8 +23,8 @@ ALLOWED = {
 }
 LEAVES = {"config", "errors", "devices", "images", "video", "runfolder"}
 RUN_FOLDER_NAMES = {"config.json", "train_state.pt", "metrics.csv", "warnings.json", "meta.json", "samples",
-                    "plots", "best", "epochs", "G_AB.safetensors", "G_BA.safetensors", "D_A.safetensors",
-                    "D_B.safetensors"}
+                    "plots", "best", "epochs", "tensorboard", "G_AB.safetensors", "G_BA.safetensors",
+                    "D_A.safetensors", "D_B.safetensors"}
 
 
 def _module_name(path: Path) -> str:

@@ -5,6 +5,7 @@ number of processes."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import socket
 import subprocess
@@ -136,7 +137,9 @@ SMALL_FLAGS = ["--ngf", "8", "--ndf", "8", "--n-blocks", "1", "--n-layers-d", "2
 
 def test_torchrun_two_ranks_write_one_checkpoint_and_resume(tmp_path, shapes_dir):
     run = tmp_path / "run"
-    first = _torchrun(["--data", str(shapes_dir), "--run-dir", str(run), "--epochs", "1", *SMALL_FLAGS], _free_port())
+    tensorboard = ["--tensorboard"] if importlib.util.find_spec("tensorboard") else []
+    first = _torchrun(["--data", str(shapes_dir), "--run-dir", str(run), "--epochs", "1", *SMALL_FLAGS, *tensorboard],
+                      _free_port())
     assert first.returncode == 0, first.stderr[-3000:]
     state = ckpt.load_state(run)
     # 12 pairs over 2 ranks at batch 2: 3 steps per rank and epoch
@@ -146,6 +149,8 @@ def test_torchrun_two_ranks_write_one_checkpoint_and_resume(tmp_path, shapes_dir
     steps = [int(r["step"]) for r in csv.DictReader((run / "metrics.csv").open())]
     assert steps == [1, 2, 3]  # one writer: no row twice
     assert [p.name for p in (run / "samples").iterdir()] == ["epoch_001.png"]
+    if tensorboard:  # rank 0 alone writes events
+        assert len(list(ckpt.tensorboard_dir(run).iterdir())) == 1
 
     again = _torchrun(["--resume", str(run), "--epochs", "2"], _free_port())
     assert again.returncode == 0, again.stderr[-3000:]

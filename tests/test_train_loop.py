@@ -129,3 +129,27 @@ def test_resume_of_a_folder_without_state_is_a_clear_error(tmp_path, config):
 @pytest.mark.parametrize("epoch,expected", [(0, 1.0), (99, 1.0), (100, 1 - 1 / 101), (199, 1 / 101)])
 def test_learning_rate_is_constant_then_decays_linearly(epoch, expected):
     assert lr_factor(epoch, 100, 100) == pytest.approx(expected)
+
+
+def test_the_time_estimate_is_logged_once_recorded_and_time_spent_carries_over_a_resume(tmp_path, shapes_dir,
+                                                                                        monkeypatch, caplog, capsys):
+    from cyclegan.cli import main
+    from cyclegan.evaluate.report import run_report
+    from cyclegan.train import clock
+
+    monkeypatch.setattr(clock, "WARMUP_STEPS", 1)  # an estimate within the 6 steps of an epoch
+    monkeypatch.setattr(clock, "FIRST_ESTIMATE_STEPS", 2)
+    run = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        train(small_config(shapes_dir, epochs=1, epochs_decay=0), run)
+    assert len([r for r in caplog.records if r.getMessage().startswith("Speed:")]) == 1
+    rows = ckpt.read_metrics(run)
+    assert not rows[0].get("eta_seconds") and float(rows[-1]["eta_seconds"]) >= 0  # estimated from step 3 on
+    spent = float(rows[-1]["seconds"])
+    train(merge_resume_config(ckpt.load_config(run), {"epochs": 2}), run, resume=True)
+    seconds = [float(r["seconds"]) for r in ckpt.read_metrics(run) if r.get("seconds")]
+    assert seconds == sorted(seconds) and seconds[-1] > spent  # the clock went on, not back to 0
+    report = run_report(run)
+    assert (report["seconds_spent"], report["seconds_left"]) == (seconds[-1], 0.0)
+    assert main(["report", "--run", str(run)]) == 0
+    assert "spent; finished" in capsys.readouterr().out

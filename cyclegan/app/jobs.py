@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import runfolder
 from ..config import PRESETS, preset
 from ..errors import CheckpointError, ConfigError, CycleGANError, DataError
+from ..evaluate.timing import spent_and_left
 from .catalog import check_new_name, safe_child
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class JobStatus:
     progress: Progress = field(default_factory=Progress)
     epochs_done: int = 0
     losses: dict[str, float] = field(default_factory=dict)
+    seconds_spent: float | None = None  # the trainer's own figures, from metrics.csv (evaluate/timing.py)
+    seconds_left: float | None = None
     sample: Path | None = None
     log: str = ""
 
@@ -232,6 +235,7 @@ class TrainingJobs:
         if rows:
             status.losses = {k.removeprefix("loss_"): float(v) for k, v in rows[-1].items()
                              if k.startswith("loss_") and v not in ("", None)}
+        status.seconds_spent, status.seconds_left = spent_and_left(rows, finished=code == 0)
         grids = runfolder.sample_grids(job.run_dir)
         status.sample = grids[0][1] if grids else None
         if code is None:

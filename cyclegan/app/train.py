@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import PRESETS
 from ..errors import ConfigError, CycleGANError
+from ..evaluate.timing import time_line
 from .catalog import NOT_KNOWN, RunCatalog, list_datasets, save_uploaded_dataset
 from .common import RunLists, escape, open_picture, run_list_updates, user_error
 from .jobs import JobStatus, TrainingJobs, preset_epochs
@@ -29,6 +30,8 @@ def job_text(status: JobStatus) -> str:
         if p.batch is not None:
             where += f", batch {p.batch}/{p.batches}"
         lines.append(f"Progress: {where}; {status.epochs_done} epoch(s) complete; speed {p.rate or NOT_KNOWN}.")
+    if status.seconds_spent is not None:
+        lines.append(f"Time: {time_line(status.seconds_spent, status.seconds_left, status.state == 'finished')}.")
     if status.losses:
         lines.append("Losses: " + ", ".join(f"{k} {v:.3f}" for k, v in status.losses.items()))
     return "\n\n".join(lines)

@@ -5,12 +5,16 @@ Every random choice (pairing, crop, flip) is drawn from a generator seeded by
 (seed, epoch, index), so an epoch is the same whether it runs straight through, on several
 workers, after a resume, or out of the cache.
 
-The cache holds every training image already resized to ``load_size`` (the deterministic half of
-``augment``), as uint8: 245 KB per RGB image at 286 px, so a thousand-image domain is a quarter of
-a gigabyte. Each batch is then cut out of it with the same crop and flip draws as the Pillow path
-(``crop_params`` from the same per-item generator), so the pixels are identical to the
-DataLoader's, only without decoding, resizing and a host-to-device copy every step. The cache
-lives on the GPU when it fits there, else in pinned host memory with non-blocking copies.
+How an image becomes a crop_size square is ``--preprocess`` (PREPROCESSORS): by default, as
+published, it is resized to a load_size square whatever its aspect ratio, then cropped.
+
+The cache (default preprocess only) holds every training image already resized to ``load_size``
+(the deterministic half of ``augment``), as uint8: 245 KB per RGB image at 286 px, so a
+thousand-image domain is a quarter of a gigabyte. Each batch is then cut out of it with the same
+crop and flip draws as the Pillow path (``crop_params`` from the same per-item generator), so the
+pixels are identical to the DataLoader's, only without decoding, resizing and a host-to-device
+copy every step. The cache lives on the GPU when it fits there, else in pinned host memory with
+non-blocking copies.
 """
 
 from __future__ import annotations
@@ -39,13 +43,15 @@ def _rng(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
-def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Resize to load_size x load_size (bicubic), random crop_size crop, random horizontal flip, to [-1, 1].
+def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, generator: torch.Generator,
+            preprocess: str = "resize_and_crop") -> torch.Tensor:
+    """Scale as ``preprocess`` says (bicubic), random crop_size crop, random horizontal flip, to [-1, 1].
 
-    Resizing to a square first also upscales an image smaller than the crop, as published.
+    Every choice ends in a crop_size square, so images of any shape batch together.
     """
-    img = resize_square(img, load_size)
-    top, left, flipped = crop_params(load_size, crop_size, flip, generator)
+    img = PREPROCESSORS[preprocess](img, load_size, crop_size)
+    width, height = img.size
+    top, left, flipped = crop_params(height, width, crop_size, flip, generator)
     img = TF.crop(img, top, left, crop_size, crop_size)
     if flipped:
         img = TF.horizontal_flip(img)
@@ -53,17 +59,57 @@ def augment(img: Image.Image, load_size: int, crop_size: int, flip: bool, genera
 
 
 def resize_square(img: Image.Image, size: int) -> Image.Image:
-    """The deterministic half of ``augment``: bicubic resize to size x size (what a cache may keep)."""
-    return TF.resize(img, [size, size], interpolation=InterpolationMode.BICUBIC)
+    """Bicubic resize to size x size: the deterministic half of the default preprocess (what a cache keeps)."""
+    return _resize(img, size, size)
 
 
-def crop_params(load_size: int, crop_size: int, flip: bool, generator: torch.Generator) -> tuple[int, int, bool]:
+def _resize(img: Image.Image, width: int, height: int) -> Image.Image:
+    return TF.resize(img, [height, width], interpolation=InterpolationMode.BICUBIC)
+
+
+def _resize_and_crop(img: Image.Image, load_size: int, crop_size: int) -> Image.Image:  # noqa: ARG001
+    """The published default: a load_size square, whatever the aspect ratio (it also upscales an
+    image smaller than the crop)."""
+    return resize_square(img, load_size)
+
+
+def _scale_width(img: Image.Image, load_size: int, crop_size: int) -> Image.Image:
+    """Width to load_size, aspect kept, except that the height is at least crop_size (as the
+    official scale_width_and_crop: a wide panorama is stretched up to the crop)."""
+    width, height = img.size
+    return _resize(img, load_size, max(crop_size, load_size * height // width))
+
+
+def _scale_shortside(img: Image.Image, load_size: int, crop_size: int) -> Image.Image:  # noqa: ARG001
+    """Shorter side to load_size, aspect kept, for landscape and portrait images alike."""
+    width, height = img.size
+    scale = load_size / min(width, height)
+    return _resize(img, max(load_size, round(width * scale)), max(load_size, round(height * scale)))
+
+
+def _crop_only(img: Image.Image, load_size: int, crop_size: int) -> Image.Image:  # noqa: ARG001
+    """No scaling: crops at the image's own resolution. An image smaller than the crop is scaled up
+    (aspect kept) until its shorter side is crop_size, where the official code would stop with an error."""
+    return img if min(img.size) >= crop_size else _scale_shortside(img, crop_size, crop_size)
+
+
+# --preprocess (config.PREPROCESS): the image scaled so that crop_size squares can be cut from it.
+PREPROCESSORS = {
+    "resize_and_crop": _resize_and_crop,
+    "scale_width_and_crop": _scale_width,
+    "scale_shortside_and_crop": _scale_shortside,
+    "crop": _crop_only,
+}
+
+
+def crop_params(height: int, width: int, crop_size: int, flip: bool,
+                generator: torch.Generator) -> tuple[int, int, bool]:
     """The random half of ``augment``: (top, left, flipped), drawn in a fixed order from ``generator``.
 
     Shared with the on-device cache (``DeviceBatches``) so both crop and flip the same pixels.
     """
-    top = int(torch.randint(load_size - crop_size + 1, (), generator=generator))
-    left = int(torch.randint(load_size - crop_size + 1, (), generator=generator))
+    top = int(torch.randint(height - crop_size + 1, (), generator=generator))
+    left = int(torch.randint(width - crop_size + 1, (), generator=generator))
     flipped = bool(flip and torch.rand((), generator=generator).item() < 0.5)
     return top, left, flipped
 
@@ -77,14 +123,16 @@ class UnpairedDataset(Dataset):
     """Item i of an epoch: the i-th A image of that epoch's shuffled order with a random B image.
 
     Length is max(len(A), len(B)), as published. Call ``set_epoch`` before each epoch. Images are
-    decoded with their domain's channel count (``channels``: A's and B's).
+    decoded with their domain's channel count (``channels``: A's and B's) and scaled as
+    ``preprocess`` (a key of PREPROCESSORS) says.
     """
 
     def __init__(self, paths_a: list[Path], paths_b: list[Path], load_size: int, crop_size: int,
-                 flip: bool, seed: int = 0, channels: tuple[int, int] = (3, 3)) -> None:
+                 flip: bool, seed: int = 0, channels: tuple[int, int] = (3, 3),
+                 preprocess: str = "resize_and_crop") -> None:
         self.paths_a, self.paths_b = list(paths_a), list(paths_b)
         self.load_size, self.crop_size, self.flip, self.seed = load_size, crop_size, flip, seed
-        self.channels = channels
+        self.channels, self.preprocess = channels, preprocess
         self.epoch = 0
         self._order_a = self._order_b = torch.arange(0)
         self.set_epoch(0)
@@ -109,8 +157,10 @@ class UnpairedDataset(Dataset):
         ia, ib = self.pair(index)
         path_a, path_b = self.paths_a[ia], self.paths_b[ib]
         generator = self.generator(index)
-        a = augment(load_image(path_a, self.channels[0]), self.load_size, self.crop_size, self.flip, generator)
-        b = augment(load_image(path_b, self.channels[1]), self.load_size, self.crop_size, self.flip, generator)
+        a = augment(load_image(path_a, self.channels[0]), self.load_size, self.crop_size, self.flip, generator,
+                    self.preprocess)
+        b = augment(load_image(path_b, self.channels[1]), self.load_size, self.crop_size, self.flip, generator,
+                    self.preprocess)
         return a, b
 
 
@@ -166,7 +216,12 @@ class ImageCache:
 
     @classmethod
     def build(cls, dataset: UnpairedDataset, device: torch.device) -> "ImageCache | None":
-        """The cache for ``dataset``, or None (with a warning) when it does not fit in memory."""
+        """The cache for ``dataset``, or None (with a warning) when it does not fit in memory or the
+        images keep their own shapes (a --preprocess other than resize_and_crop)."""
+        if dataset.preprocess != "resize_and_crop":
+            log.warning("cache_images: only --preprocess resize_and_crop gives images of one size to cache; "
+                        "decoding from disk every epoch instead")
+            return None
         n = len(dataset.paths_a) + len(dataset.paths_b)
         home = cache_home(n, dataset.load_size, device)
         if home is None:
@@ -208,8 +263,8 @@ class DeviceBatches:
             for index in self.indices[start:start + self.batch_size]:
                 ia, ib = d.pair(index)
                 generator = d.generator(index)  # A draws first, then B, as in UnpairedDataset.__getitem__
-                ta, la, fa = crop_params(d.load_size, d.crop_size, d.flip, generator)
-                tb, lb, fb = crop_params(d.load_size, d.crop_size, d.flip, generator)
+                ta, la, fa = crop_params(d.load_size, d.load_size, d.crop_size, d.flip, generator)
+                tb, lb, fb = crop_params(d.load_size, d.load_size, d.crop_size, d.flip, generator)
                 crops_a.append(_crop(self.cache.a, ia, ta, la, d.crop_size, fa))
                 crops_b.append(_crop(self.cache.b, ib, tb, lb, d.crop_size, fb))
             yield (to_float(torch.stack(crops_a).to(self.device, non_blocking=True)),

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import runfolder
 from .plots import save_training_plots
+from .timing import spent_and_left
 
 
 def run_report(run_dir: str | Path) -> dict[str, Any]:
@@ -20,11 +21,15 @@ def run_report(run_dir: str | Path) -> dict[str, Any]:
     steps = [int(float(r["step"])) for r in rows if r.get("step")]
     best = runfolder.read_best(run_dir)
     latest = {k: float(v) for k, v in evaluations[-1].items() if k.startswith("val_") and v} if evaluations else {}
+    epochs_done, epochs_total = runfolder.epochs_done(run_dir), t.epochs + t.epochs_decay
+    spent, left = spent_and_left(rows, finished=epochs_done >= epochs_total)
     return {
         "run": str(run_dir),
-        "epochs_done": runfolder.epochs_done(run_dir),
-        "epochs_total": t.epochs + t.epochs_decay,
+        "epochs_done": epochs_done,
+        "epochs_total": epochs_total,
         "steps": max(steps, default=0),
+        "seconds_spent": spent,  # training time so far (None: not recorded)
+        "seconds_left": left,  # the trainer's latest estimate (None: none yet; 0 when finished)
         "select_by": f"val_{t.select_by}",
         "best": best,
         "evaluations": len(evaluations),

@@ -9,9 +9,10 @@ warn, plot), each a call you can see.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -31,10 +32,13 @@ from ..evaluate.heldout import HeldOut, evaluate_heldout
 from ..evaluate.inception import inception_network
 from ..evaluate.metrics import SELECTION_RULES, flatten, selection_value
 from ..evaluate.plots import save_sample_grid, save_training_plots
+from ..evaluate.timing import LEFT, SPENT, TimeEstimate, duration, estimate, slow_run_advice
 from ..images import load_image
 from . import distributed
+from .clock import StepClock
 from .pool import ImagePool
 from .step import GeneratorEMA, Models, Optimizers, prepare_for_training, train_step
+from .tensorboard_log import TensorBoardLog, summary_writer_class
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +78,16 @@ class Run:
     heldout: HeldOut | None  # None: evaluation is off, or this is not rank 0
     inception: nn.Module | None
     sample_paths: tuple[list[Path], list[Path]]
+    clock: StepClock  # seconds per step, for the time estimate
+    steps_per_epoch: int  # of this rank
     ema: GeneratorEMA | None = None  # --ema: the averaged generators, which everything but training uses
+    tensorboard: TensorBoardLog | None = None  # --tensorboard, on rank 0
+    epoch_end_seconds: float = 0.0  # the last epoch's end: samples, evaluation, checkpoint
+    estimated: bool = False  # the first time estimate has been logged
     epoch: int = 0
     batch: int = 0  # batches done in the current epoch (by this rank)
     step: int = 0
-    started: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.time)  # moved back on resume by the time already trained
 
     @property
     def total_epochs(self) -> int:
@@ -104,6 +113,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     t = config.train
     world = distributed.world_from_env()  # one process unless launched by torchrun
     device = distributed.setup(world, select_device(t.device))
+    if t.tensorboard:
+        summary_writer_class()  # a missing package is an error now, before any image is read
     if resume:
         state = runfolder.load_state(run_dir)
     else:
@@ -120,7 +131,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     log.info("Domain A: %d images from %s; domain B: %d images from %s; device %s",
              len(paths_a), t.domain_a, len(paths_b), t.domain_b, device)
     channels = (config.model.channels_a, config.model.channels_b)
-    dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed, channels)
+    dataset = UnpairedDataset(paths_a, paths_b, t.load_size, t.crop_size, t.flip, t.seed, channels, t.preprocess)
     shard_length = _shard_length(len(dataset), world)
     # Written only now that the data is known to be usable: a first attempt at unreadable folders
     # leaves no half-made run folder behind to block the retry.
@@ -129,14 +140,17 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
 
     models = Models.build(config, device)
     autocast = autocast_for(device, t.amp and device.type == "cuda")
-    warnings = runfolder.RunWarnings(run_dir, write=world.is_main)  # only rank 0 writes the run folder
+    tensorboard = TensorBoardLog(run_dir, state["step"] if state else None) if t.tensorboard and world.is_main else None
+    warnings = runfolder.RunWarnings(run_dir, write=world.is_main,  # only rank 0 writes the run folder
+                                     also=tensorboard.warning if tensorboard else None)
     run = Run(config, run_dir, world, device, autocast, models, models, Optimizers.build(models, config),
               # Each rank keeps its own history of fakes, drawn from its own stream (rank 0's is the
               # single-process one).
               (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank)),
               runfolder.MetricsLog(run_dir), warnings, TrainingMonitor(warnings, t.select_by, t.patience, t.gan_loss),
               NonFiniteGuard(warnings), *_heldout_set(config, heldout_a, heldout_b, device, world),
-              sample_paths=(heldout_a, heldout_b))
+              sample_paths=(heldout_a, heldout_b), clock=StepClock(device),
+              steps_per_epoch=math.ceil(shard_length // world.size / t.batch_size), tensorboard=tensorboard)
     if state is not None:
         _restore(run, state)
     if t.ema:
@@ -146,7 +160,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     run.nets = prepare_for_training(models, config, device, autocast)
 
     stop = {"stop": False}
-    with _stop_on_sigint(stop):
+    with _stop_on_sigint(stop), closing(tensorboard) if tensorboard else nullcontext():
         while run.epoch < run.total_epochs:
             lr = t.lr * lr_factor(run.epoch, t.epochs, t.epochs_decay)
             for optimizer in (run.opt.G, run.opt.D):
@@ -155,14 +169,16 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             _train_one_epoch(run, dataset, cache, shard_length, lr, stop, should_stop)
             run.epoch += 1
             run.batch = 0
+            ended = time.perf_counter()
             stop_early = _end_epoch(run) if world.is_main else False
             save_checkpoint(run)
-            log.info("epoch %d/%d done (step %d, lr %.2e, %.0fs)", run.epoch, run.total_epochs, run.step, lr,
-                     time.time() - run.started)
+            run.epoch_end_seconds = time.perf_counter() - ended
+            log.info("epoch %d/%d done (step %d, lr %.2e, %s spent%s)", run.epoch, run.total_epochs, run.step, lr,
+                     duration(time.time() - run.started), _time_left_phrase(run))
             if distributed.any_rank(stop_early, device):
                 break
-    if world.is_main and run.heldout is not None:
-        run.monitor.check_worse_than_nothing(run.epoch, run.step)
+        if world.is_main and run.heldout is not None:  # inside: its warning still reaches TensorBoard
+            run.monitor.check_worse_than_nothing(run.epoch, run.step)
     distributed.cleanup()
     return run_dir
 
@@ -199,6 +215,7 @@ def _restore(run: Run, state: dict) -> None:
     run.opt.load_state_dict(state["opt_G"], state["opt_D"])
     _restore_pools(run.pools, state, run.world, run.device)
     run.epoch, run.step = state["epoch"], state["step"]
+    run.started -= state.get("elapsed", 0.0)  # metrics.csv's seconds go on from the time already trained
     run.batch = distributed.rank_batches_done(state["batch"], run.config.train.batch_size,
                                               state.get("world_size", 1), run.world.size)
     if run.world.is_main:
@@ -238,13 +255,20 @@ def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | Non
             run.ema.update(run.models, skipped)
         run.step += 1
         run.batch += 1
+        run.clock.tick()
+        if world.is_main and not run.estimated and run.clock.ready():
+            _announce_estimate(run)
         if run.step % t.log_every == 0:  # the host reads the losses back only here
             count = int(updated.item())  # the same on every rank: skips are agreed on
             sums = distributed.mean_over_ranks(sums)
             means = {k: (v / count).item() for k, v in sums.items()} if count else {}
             if world.is_main:
+                eta = _estimate(run)
                 run.metrics.append({"epoch": run.epoch + 1, "step": run.step, "lr": lr,
-                                    "seconds": round(time.time() - run.started, 2), **means})
+                                    SPENT: round(time.time() - run.started, 2),
+                                    **({LEFT: round(eta.left_seconds)} if eta else {}), **means})
+                if run.tensorboard is not None:
+                    run.tensorboard.losses(run.step, lr, means)
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
             sums, updated = {}, torch.zeros((), device=device)
             if _too_many_skipped(run):
@@ -257,8 +281,40 @@ def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | Non
             raise TrainingInterrupted(f"stopped at epoch {run.epoch + 1}, step {run.step}; checkpoint saved, continue "
                                       f"with `cyclegan train --resume {run.run_dir}`")
     bar.close()
+    run.clock.pause()
     if _too_many_skipped(run):
         raise _diverged(run)
+
+
+def _estimate(run: Run) -> TimeEstimate | None:
+    """The time estimate from here, once the first one was announced (None before)."""
+    per_step = run.clock.read() if run.estimated else None
+    if per_step is None:
+        return None
+    return estimate(per_step, run.steps_per_epoch, run.total_epochs, run.epoch, run.batch, run.epoch_end_seconds)
+
+
+def _announce_estimate(run: Run) -> None:
+    """Once, after the first few dozen steps: the speed and what the run will cost, before it costs
+    it; a plain warning, with what to try, when the rest would take more than a day on a CPU."""
+    run.estimated = True
+    e = _estimate(run)
+    unmeasured = "" if run.epoch_end_seconds else " plus its end (samples, held-out evaluation), not measured yet"
+    log.info("Speed: %.3g s/step over the first %d steps after the warm-up; an epoch of %d steps takes about %s%s; "
+             "all %d epochs about %s, of which %s are left. An estimate: it is refined after every epoch.",
+             e.seconds_per_step, run.clock.steps, run.steps_per_epoch, duration(e.epoch_seconds), unmeasured,
+             run.total_epochs, duration(e.total_seconds), duration(e.left_seconds))
+    advice = slow_run_advice(e.left_seconds, run.device.type, run.config.preset)
+    if advice:
+        log.warning(advice)
+
+
+def _time_left_phrase(run: Run) -> str:
+    """'; about 3 h 20 min left (estimated)' for the epoch's log line ('' before an estimate or at the end)."""
+    e = _estimate(run)
+    if e is None or run.epoch >= run.total_epochs:
+        return ""
+    return f"; about {duration(e.left_seconds)} left (estimated)"
 
 
 def _end_epoch(run: Run) -> bool:
@@ -266,6 +322,8 @@ def _end_epoch(run: Run) -> bool:
     best -> warn -> plot. Returns True when --patience says to stop."""
     t = run.config.train
     save_samples(run)
+    if run.tensorboard is not None:
+        run.tensorboard.samples(run.step, run.epoch)
     skipped = run.guard.end_epoch(run.epoch, run.step)  # warns once for the epoch's skipped steps
     due = run.epoch % max(t.eval_every, 1) == 0 or run.epoch == run.total_epochs
     if run.heldout is None or not due:
@@ -277,6 +335,8 @@ def _end_epoch(run: Run) -> bool:
     results = evaluate_heldout(g["G_AB"], g["G_BA"], run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
                                inception=run.inception)
     flat = flatten(results)
+    if run.tensorboard is not None:
+        run.tensorboard.heldout(run.step, flat)
     value = selection_value(flat, t.select_by, run.epoch)
     if value is None:
         log.warning("held-out %s could not be computed this epoch; the best epoch is not updated", t.select_by)
@@ -345,6 +405,7 @@ def save_checkpoint(run: Run) -> None:
             "models": {name: net.state_dict() for name, net in named.items()},
             "opt_G": run.opt.G.state_dict(), "opt_D": run.opt.D.state_dict(),
             "world_size": run.world.size, "pools": pools_by_rank, "health": run.monitor.state_dict(),
+            "elapsed": time.time() - run.started,
             **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
         })
 
