@@ -28,6 +28,22 @@ def test_onnx_matches_pytorch_on_odd_and_varying_sizes(random_run, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
+def test_a_generator_with_a_global_skip_exports_to_both_formats(tmp_path):
+    from conftest import write_random_run
+
+    run = write_random_run(tmp_path / "skip", skip=True)
+    translator = Translator.from_run(run, device="cpu")
+    x = torch.rand(1, 3, 30, 38) * 2 - 1
+    expected = translator.translate_tensor(x, "AtoB")
+    session = ort.InferenceSession(str(export_generator(run, "AtoB", tmp_path / "g.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected.numpy()).max() <= 1e-4
+    module = torch.jit.load(str(export_generator(run, "AtoB", tmp_path / "g.pt")))
+    with torch.inference_mode():
+        assert (module(x) - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 def test_torchscript_matches_pytorch(random_run, tmp_path):
     out = export_generator(random_run, "BtoA", tmp_path / "g.pt")
     module = torch.jit.load(str(out))

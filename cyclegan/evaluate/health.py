@@ -9,6 +9,8 @@ with what to try, when the numbers show a known failure:
 * discriminator dominance: a discriminator tells real from translated almost perfectly (AUC >=
   0.99) and confidently (scores more than half its target range apart) for several evaluations
   in a row, so its generator gets little useful gradient;
+* memorising: a discriminator scores *unseen* real images as more fake than translations (held-out
+  AUC <= 0.3) for two evaluations in a row: it has learnt its training images, not the style;
 * mode collapse: translations vary far less than their inputs (diversity < 0.1);
 * over-training: the held-out metric has been worse than the best for a long stretch;
 * divergence: NaN/inf losses (those steps are skipped; many in a row stop training).
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 DOMINANCE_AUC = 0.99  # a discriminator that orders real above translated this reliably, ...
 DOMINANCE_GAP = 0.5  # ... with its scores this far apart (on a 0-1 scale), ...
 DOMINANCE_EVALS = 3  # ... this many evaluations in a row, dominates
+MEMORISING_AUC = 0.3  # held-out real images scored below translated ones this often: memorised ...
+MEMORISING_EVALS = 2  # ... this many evaluations in a row
 COLLAPSE_DIVERSITY = 0.1  # translations ten times less varied than their inputs have collapsed
 OVERTRAIN_EVALS = 5  # evaluations since the best epoch ...
 OVERTRAIN_MARGIN = 0.05  # ... with the metric at least 5% worse than the best
@@ -69,17 +73,19 @@ class TrainingMonitor:
         self.best_worse: list[str] = []
         self.since_best = 0  # evaluations without improvement
         self.dominant = {"A": 0, "B": 0}  # evaluations in a row with the discriminator dominant
+        self.memorising = {"A": 0, "B": 0}  # evaluations in a row with held-out reals scored as fakes
         self.raised: set[str] = set()  # conditions warned about that have not cleared since
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_worse": list(self.best_worse), "since_best": self.since_best,
-                "dominant": dict(self.dominant), "raised": sorted(self.raised)}
+                "dominant": dict(self.dominant), "memorising": dict(self.memorising), "raised": sorted(self.raised)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
         self.best_worse = list(state.get("best_worse", []))
         self.since_best = int(state.get("since_best", 0))
         self.dominant = {"A": 0, "B": 0} | dict(state.get("dominant", {}))
+        self.memorising = {"A": 0, "B": 0} | dict(state.get("memorising", {}))
         self.raised = set(state.get("raised", []))
 
     def observe(self, epoch: int, step: int, results: dict[str, dict[str, float]], value: float | None) -> Verdict:
@@ -97,6 +103,7 @@ class TrainingMonitor:
         elif value is not None:
             self.since_best += 1
         self._check_dominance(epoch, step, results)
+        self._check_memorising(epoch, step, results)
         self._check_collapse(epoch, step, results)
         self._check_overtraining(epoch, step, value)
         stop = self.patience > 0 and self.since_best >= self.patience
@@ -135,6 +142,21 @@ class TrainingMonitor:
                 f"{'G_AB' if domain == 'B' else 'G_BA'} gets little useful gradient. Try: weaken the "
                 "discriminators (--n-layers-d 2 or a smaller --ndf), keep --pool-size at 50, use --gan-loss lsgan, "
                 "or a lower --lr.")
+
+    def _check_memorising(self, epoch: int, step: int, results: dict[str, dict[str, float]]) -> None:
+        # The held-out AUC orders unseen real images against translations; far below 0.5 means the
+        # discriminator calls real images it never saw fake: it knows its training set by heart.
+        for direction, domain in (("AtoB", "B"), ("BtoA", "A")):
+            auc = results.get(direction, {}).get("d_auc")
+            if auc is None:
+                continue
+            self.memorising[domain] = self.memorising[domain] + 1 if auc <= MEMORISING_AUC else 0
+            self._raise_once(
+                f"discriminator_memorising:{domain}", self.memorising[domain] >= MEMORISING_EVALS, epoch, step,
+                f"Discriminator D_{domain} scores real {domain} images it never trained on as more fake than "
+                f"translations (held-out AUC {auc:.2f}) for {self.memorising[domain]} evaluations in a row: it has "
+                "memorised its training images instead of learning the style, so its verdicts stop guiding the "
+                "generators. Try: --diffaug color,translation,cutout, --spectral-norm, or more training images.")
 
     def _check_collapse(self, epoch: int, step: int, results: dict[str, dict[str, float]]) -> None:
         for direction, values in results.items():

@@ -32,7 +32,7 @@ from ..errors import DataError
 from ..images import load_image, match_channels, pil_to_tensor, to_float, to_uint8
 from ..models.discriminators import build_discriminator
 from .inception import fid_kid, image_features, inception_network
-from .metrics import SlicedWasserstein, l1, mean_pairwise_distance, psnr, separation_auc, ssim
+from .metrics import SlicedWasserstein, checkerboard_energy, l1, mean_pairwise_distance, psnr, separation_auc, ssim
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,10 @@ class HeldOut:
         spread = self._cached("spread", source, lambda: mean_pairwise_distance(self.images[source], device=self.device))
         return mean_pairwise_distance(outputs, device=self.device) / spread if spread > 0 else float("nan")
 
+    def checkerboard(self, source: str) -> float:
+        """The inputs' own period-2 energy, which a translation's is divided by."""
+        return self._cached("checkerboard", source, lambda: max(checkerboard_energy(self.images[source]), 1e-12))
+
     def features(self, network: nn.Module, domain: str) -> torch.Tensor:
         return self._cached(f"features-{id(network)}", domain,
                             lambda: image_features(network, self.images[domain], self.device))
@@ -178,6 +182,7 @@ def _direction(G: nn.Module, G_back: nn.Module, D: nn.Module | None, heldout: He
         "swd_identity": heldout.swd_identity(source, target),
         "cycle_l1": l1(back, to_float(real_source)),
         "diversity": heldout.diversity(fake, source),
+        "checkerboard": checkerboard_energy(fake) / heldout.checkerboard(source),
         "heldout_images": len(real_source),
     }
     if real_target.shape[1] == real_source.shape[1]:  # G can take target images only when channels match

@@ -63,6 +63,8 @@ METRICS: tuple[Metric, ...] = (
            title="Identity mapping L1", axis="L1, 0-1 scale"),
     Metric("diversity", "diversity", "higher", "heldout", ".3f", 11,
            title="Output diversity / input diversity", axis="ratio (1 = inputs' variety)"),
+    Metric("checkerboard", "checker", "lower", "heldout", ".2f", 9,
+           title="Checkerboard: period-2 energy / the input's", axis="ratio (1 = as the input)"),
     Metric("d_auc", "D AUC", "", "heldout", ".3f", 7),
     Metric("heldout_images", "images", "", "heldout", "", 8),
     Metric("fid", "FID", "lower", "inception", ".2f", 10,
@@ -93,6 +95,37 @@ DIVERSITY_SIZE = 64  # images are compared pairwise at this size: enough to see 
 def table_rows(group: str) -> list[Metric]:
     """The columns of one of the ``evaluate`` tables, in order."""
     return [m for m in METRICS if m.group == group]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkerboard artifacts
+
+
+def checkerboard_energy(images: torch.Tensor) -> float:
+    """Mean share of an image's spectral energy (its mean removed) at the period-2 frequencies.
+
+    A stride-2 transposed convolution overlaps unevenly and stamps a pattern that repeats every two
+    pixels (Odena et al., 2016); in the 2-D Fourier spectrum of the luminance such a pattern lies at
+    the Nyquist frequencies (h/2, 0), (0, w/2) and (h/2, w/2). Content modulates it, so each
+    point's 3x3 neighbourhood counts. Natural images have little energy there; ``checkerboard``
+    divides a translation's share by its input's, so 1 means "as the input" and more means added
+    checkerboard.
+    """
+    x = to_float(images) if images.dtype == torch.uint8 else images.float()
+    gray = x.mean(dim=1)
+    gray = gray - gray.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(gray).abs().pow(2)
+    h, w = power.shape[-2:]
+    rows = torch.arange(h).unsqueeze(1)
+    cols = torch.arange(w).unsqueeze(0)
+
+    def near(index: torch.Tensor, centre: int, size: int) -> torch.Tensor:  # within one bin, wrapping round
+        return ((index - centre) % size <= 1) | ((centre - index) % size <= 1)
+
+    band = ((near(rows, h // 2, h) & near(cols, 0, w)) | (near(rows, 0, h) & near(cols, w // 2, w))
+            | (near(rows, h // 2, h) & near(cols, w // 2, w)))
+    total = power.sum(dim=(-2, -1)).clamp_min(1e-12)
+    return float((power[..., band].sum(dim=-1) / total).mean())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,21 +83,35 @@ def _upsample(in_ch: int, out_ch: int, mode: str) -> list[nn.Module]:
     return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3)]
 
 
+SKIP_LIMIT = 0.999  # inputs are clamped to +-this before atanh, which is infinite at +-1
+
+
 @register("resnet")
 class ResnetGenerator(Generator):
     """c7s1-ngf, d(2ngf), d(4ngf), n_blocks x R(4ngf), u(2ngf), u(ngf), c7s1-out, tanh.
 
     Input and output are images in [-1, 1] whose height and width are multiples of 4 (it
     downsamples twice by 2).
+
+    ``skip`` (our addition) adds the input to the last layer's output before the tanh, in tanh's
+    own scale: ``tanh(net(x) + atanh(x))``. The network then learns a *change* to the image and
+    starts out near the identity, so a mapping that keeps structure (a photo's detail under a
+    new style) need not redraw every pixel through the bottleneck, which is where the published
+    generator's blur comes from. It adds no weights: the state_dict keys stay the official ones.
     """
 
     size_multiple = 4
 
     def __init__(self, channels: int = 3, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose",
-                 out_channels: int | None = None) -> None:
+                 out_channels: int | None = None, skip: bool = False) -> None:
         super().__init__()
         self.in_channels, self.out_channels = channels, out_channels or channels
         self.n_blocks = n_blocks
+        if skip and self.in_channels != self.out_channels:
+            raise ConfigError(f"a generator with a skip needs as many output channels as input channels, "
+                              f"got {self.in_channels} and {self.out_channels}")
+        self.skip = skip
+        self.skip_limit = SKIP_LIMIT  # an attribute: TorchScript (export) cannot read module globals
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), norm_layer(ngf),
                                    nn.ReLU(True)]
         for mult in (1, 2):
@@ -106,12 +120,12 @@ class ResnetGenerator(Generator):
         layers += [ResnetBlock(ngf * 4) for _ in range(n_blocks)]
         for mult in (4, 2):
             layers += _upsample(ngf * mult, ngf * mult // 2, upsample) + [norm_layer(ngf * mult // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, self.out_channels, 7), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, self.out_channels, 7)]
+        self.model = nn.Sequential(*layers) if skip else nn.Sequential(*layers, nn.Tanh())
 
     @classmethod
     def from_config(cls, model: "ModelConfig", in_channels: int, out_channels: int) -> "ResnetGenerator":
-        return cls(in_channels, model.ngf, model.n_blocks, model.upsample, out_channels)
+        return cls(in_channels, model.ngf, model.n_blocks, model.upsample, out_channels, model.skip)
 
     @property
     def receptive_radius(self) -> int:
@@ -122,6 +136,8 @@ class ResnetGenerator(Generator):
         return self.size_multiple * math.ceil(radius / self.size_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.skip:
+            return torch.tanh(self.model(x) + torch.atanh(x.clamp(-self.skip_limit, self.skip_limit)))
         return self.model(x)
 
 

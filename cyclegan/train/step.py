@@ -18,6 +18,7 @@ from ..devices import Autocast, channels_last_wanted
 from ..models.discriminators import build_discriminator
 from ..models.generators import build_generator
 from . import distributed, speed
+from .augment import augment
 from .losses import cycle_loss, discriminator_adversarial, generator_adversarial, identity_loss
 from .pool import ImagePool
 
@@ -111,8 +112,9 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
     with autocast():
         fake_b = G_AB(real_a)
         fake_a = G_BA(real_b)
-        adv = (generator_adversarial(t.gan_loss, frozen_b(fake_b))
-               + generator_adversarial(t.gan_loss, frozen_a(fake_a)))
+        # With --diffaug the discriminators see every image, real or fake, augmented (train/augment.py).
+        adv = (generator_adversarial(t.gan_loss, frozen_b(augment(fake_b, t.diffaug)))
+               + generator_adversarial(t.gan_loss, frozen_a(augment(fake_a, t.diffaug))))
         cyc = cycle_loss(G_BA(fake_b), real_a, t.lambda_cycle) + cycle_loss(G_AB(fake_a), real_b, t.lambda_cycle)
         if t.lambda_identity > 0:  # the config makes sure both domains then have the same channels
             idt = (identity_loss(G_AB(real_b), real_b, t.lambda_cycle, t.lambda_identity)
@@ -128,8 +130,10 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
     opt.D.zero_grad(set_to_none=True)
     pool_a, pool_b = pools
     with autocast():
-        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(real_a), D_A(pool_a.query(fake_a, bad_g)))
-        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(real_b), D_B(pool_b.query(fake_b, bad_g)))
+        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(augment(real_a, t.diffaug)),
+                                             D_A(augment(pool_a.query(fake_a, bad_g), t.diffaug)))
+        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(augment(real_b, t.diffaug)),
+                                             D_B(augment(pool_b.query(fake_b, bad_g), t.diffaug)))
     (loss_d_a + loss_d_b).backward()
     skipped = torch.maximum(bad_g, distributed.nonfinite_on_any_rank(loss_d_a + loss_d_b))
     step_unless(opt.D, skipped)

@@ -1,0 +1,162 @@
+"""Translation quality of training variants at equal compute, against ground truth.
+
+Each variant is the base recipe plus config overrides (``VARIANTS``); every one trains for the same
+number of iterations on the same data, for each seed, and its final generators are scored on the
+test split: L1, PSNR and SSIM against the ground truth (beside the input left unchanged), held-out
+SWD, the checkerboard score (period-2 spectral energy over the input's: 1 = as the input) and the
+discriminators' held-out AUC (far below 0.5: they memorise their training images). Printed per run,
+then as mean +- standard deviation over seeds per variant, with iterations and training wall time.
+
+    python benchmarks/quality.py --dataset photos --size 64 --ngf 16 --n-blocks 3 --iterations 600
+    python benchmarks/quality.py --dataset shapes --size 64 --base tiny --iterations 0 --every-epoch --best
+    python benchmarks/quality.py ... --every-epoch   # also evaluate and keep every epoch (selection.py --runs)
+
+Datasets are made on first use under ``--out`` (``photos`` needs the bench extra). Runs already
+there are reused, so a table can be redrawn without retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cyclegan import runfolder
+from cyclegan.config import QUALITY, preset
+from cyclegan.data.folders import find_images
+from cyclegan.data.photos import make_photos_dataset
+from cyclegan.data.synthetic import make_dataset
+from cyclegan.evaluate.heldout import evaluate_run
+from cyclegan.train.loop import train
+from cyclegan.translate.translator import Translator
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "base": {},  # the base preset unchanged (--base: paper by default)
+    "ema": {"ema": 0.999},
+    "resize": {"upsample": "resize"},
+    "diffaug": {"diffaug": "color,translation,cutout"},
+    "sn": {"spectral_norm": True},
+    "skip": {"skip": True},
+    "quality": dict(QUALITY),  # the quality preset's additions, together
+}
+COLUMNS = ("l1", "psnr", "ssim", "swd", "checkerboard", "d_auc")
+
+
+def dataset(kind: str, out: Path, size: int) -> Path:
+    folder = out / f"{kind}{size}"
+    if not (folder / "testA").is_dir():
+        (make_photos_dataset if kind == "photos" else make_dataset)(folder, size=size, overwrite=True)
+    return folder
+
+
+def train_variant(data: Path, run: Path, args: argparse.Namespace, overrides: dict[str, object], seed: int) -> float:
+    """Train one run to the iteration budget (reused when already there); returns its training seconds."""
+    if runfolder.has_config(run) and runfolder.weights_path(run, "G_AB").exists():
+        return float(json.loads((run / "bench.json").read_text())["seconds"])
+    config = preset(args.base)
+    t, m = config.train, config.model
+    t.domain_a, t.domain_b, t.test_a, t.test_b = (str(data / s) for s in ("trainA", "trainB", "testA", "testB"))
+    t.device, t.seed = "cpu", seed
+    # Evaluated once at the end, outside the timed training; --every-epoch evaluates and keeps every
+    # epoch, as the best-epoch regret harness (selection.py --runs) needs.
+    t.eval_every, t.keep_epochs = (1, -1) if args.every_epoch else (0, 0)
+    t.crop_size, t.load_size = args.size, args.size + args.size // 8
+    if args.ngf:
+        m.ngf = m.ndf = args.ngf
+    if args.n_blocks is not None:
+        m.n_blocks = args.n_blocks
+    per_epoch = math.ceil(len(find_images(data / "trainA")) / t.batch_size)
+    if args.iterations:
+        epochs = max(1, round(args.iterations / per_epoch))
+        t.epochs, t.epochs_decay = math.ceil(epochs / 2), epochs // 2  # the published shape: constant, then decay
+    else:  # the base preset's own schedule (the demo's, for --base tiny)
+        epochs = t.epochs + t.epochs_decay
+    for name, value in overrides.items():
+        setattr(m if hasattr(m, name) else t, name, value)
+    started = time.time()
+    train(config, run)
+    seconds = time.time() - started
+    (run / "bench.json").write_text(json.dumps({"seconds": seconds, "iterations": epochs * per_epoch}))
+    return seconds
+
+
+def score(run: Path, data: Path, best: bool) -> dict[str, dict[str, float]]:
+    results, _ = evaluate_run(Translator.from_run(run, device="cpu", best=best), run, data, best=best)
+    return results
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:.4g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{mean:.4g}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("photos", "shapes"), default="photos")
+    parser.add_argument("--size", type=int, default=128, help="image side (the dataset is made at this size)")
+    parser.add_argument("--base", default="paper", help="preset the variants start from (default paper)")
+    parser.add_argument("--ngf", type=int, help="ngf and ndf (default: the base preset's)")
+    parser.add_argument("--n-blocks", type=int, help="ResNet blocks (default: the base preset's)")
+    parser.add_argument("--iterations", type=int, default=1500,
+                        help="training iterations per run (rounded to epochs); 0: the base preset's schedule")
+    parser.add_argument("--best", action="store_true", help="score best/ instead of the last epoch (--every-epoch)")
+    parser.add_argument("--define", action="append", default=[], metavar="NAME=JSON",
+                        help='another variant, e.g. skip_noid=\'{"skip": true, "lambda_identity": 0}\'')
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/quality"))
+    parser.add_argument("--every-epoch", action="store_true",
+                        help="evaluate and keep every epoch (for benchmarks/selection.py --runs); slower")
+    args = parser.parse_args()
+    for definition in args.define:
+        name, _, overrides = definition.partition("=")
+        VARIANTS[name] = json.loads(overrides)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)} (or --define one)")
+    data = dataset(args.dataset, args.out, args.size)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}; {args.dataset} {args.size}px, base {args.base}, ngf {args.ngf or 'preset'}, "
+          f"blocks {args.n_blocks if args.n_blocks is not None else 'preset'}, {args.iterations or 'preset'} iterations, "
+          f"scoring {'best/' if args.best else 'the last epoch'}",
+          flush=True)
+    table: dict[str, dict[str, list[float]]] = {}
+    identity: dict[str, dict[str, float]] = {}
+    for variant in args.variants:
+        for seed in args.seeds:
+            label = (f"{args.dataset}{args.size}-{args.base}-ngf{args.ngf}-b{args.n_blocks}-it{args.iterations}"
+                     + ("-every" if args.every_epoch else ""))
+            run = args.out / "runs" / f"{label}-{variant}-seed{seed}"
+            seconds = train_variant(data, run, args, VARIANTS[variant], seed)
+            results = score(run, data, args.best)
+            row = table.setdefault(variant, {})
+            row.setdefault("seconds", []).append(seconds)
+            for direction, values in results.items():
+                identity[direction] = {k: values[f"identity_{k}"] for k in ("l1", "psnr", "ssim")}
+                for key in COLUMNS:
+                    if key in values:
+                        row.setdefault(f"{key}_{direction}", []).append(values[key])
+            print(f"{variant:<8} seed {seed}: {seconds:5.0f}s, " + "; ".join(
+                f"{d} PSNR {v['psnr']:.2f} dB, L1 {v['l1']:.4f}, SSIM {v['ssim']:.3f}, SWD {v['swd']:.1f}, "
+                f"checker {v['checkerboard']:.2f}, D AUC {v.get('d_auc', float('nan')):.2f}"
+                for d, v in results.items()), flush=True)
+    print("\ninput unchanged: " + "; ".join(f"{d} PSNR {v['psnr']:.2f} dB, L1 {v['l1']:.4f}, SSIM {v['ssim']:.3f}"
+                                          for d, v in identity.items()))
+    print(f"mean ± sd over seeds {args.seeds}")
+    for direction in ("AtoB", "BtoA"):
+        print(f"\n{direction:<9}" + "".join(f"{k:>18}" for k in (*COLUMNS, "train s")))
+        for variant, row in table.items():
+            cells = [spread(row[f"{k}_{direction}"]) if f"{k}_{direction}" in row else "-" for k in COLUMNS]
+            print(f"{variant:<9}" + "".join(f"{c:>18}" for c in (*cells, spread(row["seconds"]))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""A real-photo benchmark with ground truth: natural photos (A) and a painterly style of them (B).
+
+The shapes dataset is drawn, so it says little about photographs. This one is cut from the sample
+photographs that ship inside scikit-image's wheel (astronaut, cat, coffee, rocket, motorcycle, ...),
+so it needs no download; scikit-image is the ``bench`` extra, not a runtime dependency.
+
+Domain B is ``painterly(photo)``: a median filter that flattens texture, colours posterised into a
+few levels, and dark ink along strong edges. That is a *structural* style: no per-pixel colour map
+reaches it (an ink pixel is dark whatever its colour, a flattened pixel lost its texture), which is
+what a translator must learn on real data. The inverse, B->A, has to invent texture back and is the
+harder direction.
+
+Each photo's longer side is split 60/40: training crops come from the first 60%, test crops from
+the last 40%, so no test pixel was seen in training. Crops are squares of a random side between
+``size`` and 2x ``size``, resized to ``size``, with a random horizontal flip. Train A and train B
+are drawn independently (the domains are unpaired). ``gt/AtoB/NAME`` is ``painterly(testA/NAME)``
+and ``gt/BtoA/NAME`` is the photo ``testB/NAME`` was painted from. Everything is a pure function of
+the seed and the scikit-image version's photos.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from ..errors import DataError
+
+# scikit-image's colour photographs of natural scenes, people, animals and objects (grayscale ones,
+# scans and microscopy left out: a style benchmark wants ordinary photos).
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right")
+_STEREO = {"motorcycle_left": 0, "motorcycle_right": 1}  # halves of skimage.data.stereo_motorcycle()
+TRAIN_SHARE = 0.6  # of each photo's longer side; the rest is for test crops
+MAX_ZOOM_OUT = 2.0  # a crop covers between 1x and 2x the output size in photo pixels
+POSTERISE_LEVELS = 6
+MEDIAN_SIZE = 5
+INK_THRESHOLD = 0.2  # Sobel magnitude (0-1 image) above which an edge is inked
+INK_SHADE = 0.15  # an inked pixel keeps this fraction of its colour
+
+
+def load_photos() -> dict[str, np.ndarray]:
+    """The sample photos as uint8 RGB arrays; a one-line error when scikit-image is missing."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise DataError("the photos dataset cuts scikit-image's sample photos; install them with "
+                        ".venv/bin/pip install -e '.[bench]'") from None
+    stereo = skimage.data.stereo_motorcycle()
+    return {name: np.ascontiguousarray((stereo[_STEREO[name]] if name in _STEREO else getattr(skimage.data, name)())
+                                       [..., :3]) for name in PHOTOS}
+
+
+def painterly(image: Image.Image) -> Image.Image:
+    """Domain B's style: flattened texture, posterised colour, dark ink on strong edges."""
+    smooth = np.asarray(image.convert("RGB").filter(ImageFilter.MedianFilter(MEDIAN_SIZE)), dtype=np.float64) / 255
+    step = POSTERISE_LEVELS - 1
+    flat = np.round(smooth * step) / step
+    edges = _sobel_magnitude(smooth.mean(axis=2)) > INK_THRESHOLD
+    flat[edges] *= INK_SHADE
+    return Image.fromarray(np.clip(flat * 255 + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def _sobel_magnitude(gray: np.ndarray) -> np.ndarray:
+    """Gradient magnitude of a 0-1 image, normalised so a full black-to-white step reads about 1."""
+    p = np.pad(gray, 1, mode="edge")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return np.hypot(gx, gy) / 4
+
+
+def region(photo: np.ndarray, split: str) -> np.ndarray:
+    """The part of ``photo`` a split may crop from: the first 60% of the longer side for training,
+    the last 40% for test."""
+    h, w = photo.shape[:2]
+    axis = 0 if h >= w else 1
+    cut = int(round(photo.shape[axis] * TRAIN_SHARE))
+    index = slice(0, cut) if split == "train" else slice(cut, None)
+    return photo[index] if axis == 0 else photo[:, index]
+
+
+def random_crop(rng: np.random.Generator, area: np.ndarray, size: int) -> Image.Image:
+    """A square crop of a random side between ``size`` and MAX_ZOOM_OUT x ``size`` (capped by the
+    area), resized to ``size``, flipped left-right half the time."""
+    h, w = area.shape[:2]
+    side = int(rng.integers(size, int(size * MAX_ZOOM_OUT) + 1))
+    side = min(side, h, w)
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = Image.fromarray(area[y:y + side, x:x + side]).resize((size, size), Image.Resampling.BICUBIC)
+    return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop
+
+
+def make_photos_dataset(out: str | Path, *, n_train: int = 300, n_test: int = 50, size: int = 128, seed: int = 0,
+                        overwrite: bool = False) -> Path:
+    """Write trainA, trainB, testA, testB, gt/AtoB and gt/BtoA under ``out``; returns ``out``.
+
+    Refuses to write into a non-empty folder unless ``overwrite`` (which replaces it).
+    """
+    out = Path(out)
+    photos = load_photos()
+    smallest = min(min(region(p, s).shape[:2]) for p in photos.values() for s in ("train", "test"))
+    if n_train < 1 or n_test < 0 or not 32 <= size <= smallest:
+        raise DataError(f"need n_train >= 1, n_test >= 0 and 32 <= size <= {smallest} (the smallest photo "
+                        f"region), got {n_train}, {n_test}, {size}")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it "
+                            "or choose another --out")
+        shutil.rmtree(out)
+    names = sorted(photos)
+    plan = [("trainA", n_train, "train", None), ("trainB", n_train, "train", None),
+            ("testA", n_test, "test", "gt/AtoB"), ("testB", n_test, "test", "gt/BtoA")]
+    for i, (split, count, part, truth) in enumerate(plan):
+        rng = np.random.default_rng([seed, i])  # one stream per split, as make_dataset
+        for folder in [out / split] + ([out / truth] if truth else []):
+            folder.mkdir(parents=True, exist_ok=True)
+        for j in range(count):
+            photo = photos[names[int(rng.integers(len(names)))]]
+            crop = random_crop(rng, region(photo, part), size)
+            painted = painterly(crop)
+            name = f"{j:05d}.png"
+            (painted if split.endswith("B") else crop).save(out / split / name)
+            if truth == "gt/AtoB":
+                painted.save(out / truth / name)
+            elif truth == "gt/BtoA":
+                crop.save(out / truth / name)
+    return out
