@@ -13,6 +13,8 @@ are reused, so the table can be redrawn without retraining.
 
     python benchmarks/selection.py --seeds 0 1 2                   # tiny preset on shapes
     python benchmarks/selection.py --seeds 0 1 2 --set ema=0.995   # a variant
+    python benchmarks/selection.py --data /tmp/quality/photos64 --runs /tmp/quality/runs/*-every-*
+                                   # runs trained by quality.py --every-epoch (the real-photo benchmark)
 """
 
 from __future__ import annotations
@@ -111,29 +113,33 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/selection"))
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, nargs="+",
+                        help="score these run folders (trained with every epoch kept) instead of training")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config override for every run, e.g. ema=0.995 (JSON values)")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    if not args.data.exists():
+    if not args.data.exists() and not args.runs:
         make_dataset(args.data)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; preset {args.preset}, overrides {overrides or 'none'}")
+          f"torch {torch.__version__}; " + (f"{len(args.runs)} run(s) given" if args.runs else
+                                            f"preset {args.preset}, overrides {overrides or 'none'}"))
     label = "-".join(f"{k}{v}" for k, v in overrides.items()) or "default"
     regrets: dict[str, list[float]] = {r: [] for r in [*ONLINE_RULES, "mean_rank"]}
-    for seed in args.seeds:
-        run = train_run(args.data, args.out / f"{args.preset}-{label}-seed{seed}", seed, args.preset, overrides)
+    runs = args.runs or [train_run(args.data, args.out / f"{args.preset}-{label}-seed{seed}", seed, args.preset,
+                                   overrides) for seed in args.seeds]
+    for run in runs:
         truth = truth_per_epoch(run, args.data)
         rows = [r for r in runfolder.read_metrics(run) if r.get("val_swd_AtoB") and int(float(r["epoch"])) in truth]
         best = min(truth.values())
-        print(f"\nseed {seed}: truth L1 per epoch " + ", ".join(f"{e}: {v:.4f}" for e, v in truth.items())
+        print(f"\n{run.name}: truth L1 per epoch " + ", ".join(f"{e}: {v:.4f}" for e, v in truth.items())
               + f" (best epoch {min(truth, key=truth.get)})")
         choices = {rule: choose(rows, rule) for rule in ONLINE_RULES} | {"mean_rank": choose_by_mean_rank(rows)}
         for rule, epoch in choices.items():
             regret = truth[epoch] / best - 1
             regrets[rule].append(regret)
             print(f"  {rule:<12} chooses epoch {epoch:>2}: truth L1 {truth[epoch]:.4f}, regret {100 * regret:5.1f}%")
-    print(f"\nregret over {len(args.seeds)} run(s) (lower is better)\n{'rule':<12}{'median':>9}{'worst':>9}")
+    print(f"\nregret over {len(runs)} run(s) (lower is better)\n{'rule':<12}{'median':>9}{'worst':>9}")
     for rule, values in sorted(regrets.items(), key=lambda item: (max(item[1]), statistics.median(item[1]))):
         print(f"{rule:<12}{100 * statistics.median(values):>8.1f}%{100 * max(values):>8.1f}%")
     return 0

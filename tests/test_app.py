@@ -46,7 +46,7 @@ def app_dirs(tmp_path_factory, shapes_dir) -> tuple[Path, Path]:
     trained too briefly to have best weights, and a broken copy; datasets/ with one dataset."""
     root = tmp_path_factory.mktemp("app")
     checkpoints, datasets = root / "checkpoints", root / "datasets"
-    train(small_config(shapes_dir, epochs=1, epochs_decay=0), checkpoints / "tiny")
+    train(small_config(shapes_dir, epochs=1, epochs_decay=0, keep_epochs=-1), checkpoints / "tiny")
     shutil.copytree(checkpoints / "tiny", checkpoints / "no_best", ignore=shutil.ignore_patterns(ckpt.BEST_DIR))
     broken = checkpoints / "broken"
     shutil.copytree(checkpoints / "tiny", broken)
@@ -159,6 +159,19 @@ def test_server_best_weights_missing_is_a_clear_error(client, images):
         _translate(client, [images["good"]], run="no_best", weights="best")
     _, downloads, _ = _translate(client, [images["good"]], run="tiny", weights="best")
     assert len(downloads) == 1
+
+
+def test_server_translates_with_a_kept_epoch_and_names_a_missing_one(client, images, app_dirs):
+    from cyclegan.app.translate import weights_choices
+
+    assert weights_choices(app_dirs[0] / "tiny", has_best=True) == ["latest", "best", "epoch 1"]
+    assert weights_choices(app_dirs[0] / "no_best", has_best=False) == ["latest", "epoch 1"]
+    _, downloads, status = _translate(client, [images["good"]], run="tiny", weights="epoch 1")
+    assert len(downloads) == 1 and "epoch 1 weights" in status
+    with pytest.raises(AppError, match="keeps no generators of epoch 9"):
+        _translate(client, [images["good"]], run="tiny", weights="epoch 9")
+    with pytest.raises(AppError, match="weights must be latest, best or 'epoch K'"):
+        _translate(client, [images["good"]], run="tiny", weights="newest")
 
 
 def test_server_runs_tab_shows_config_curves_and_sample_grids(client):
@@ -285,20 +298,20 @@ def test_model_cache_evicts_the_least_recently_used_and_loads_once(tmp_path):
         runs.append(tmp_path / name)
     loaded: list[str] = []
 
-    def loader(path: Path, best: bool) -> str:
+    def loader(path: Path, weights: str) -> str:
         time.sleep(0.05)  # long enough for concurrent requests to overlap
         loaded.append(path.name)
         return f"model {path.name}"
 
     cache = ModelCache(2, loader)
     with ThreadPoolExecutor(8) as pool:
-        assert set(pool.map(lambda _: cache.get(runs[0], False), range(8))) == {"model a"}
+        assert set(pool.map(lambda _: cache.get(runs[0], "latest"), range(8))) == {"model a"}
     assert loaded == ["a"]
-    cache.get(runs[1], False)
-    cache.get(runs[0], False)  # a is now the most recently used
-    cache.get(runs[2], False)  # evicts b
+    cache.get(runs[1], "latest")
+    cache.get(runs[0], "latest")  # a is now the most recently used
+    cache.get(runs[2], "latest")  # evicts b
     assert [Path(k[0]).name for k in cache.keys()] == ["a", "c"]
-    cache.get(runs[1], False)
+    cache.get(runs[1], "latest")
     assert loaded == ["a", "b", "c", "b"]
     with pytest.raises(ConfigError):
         ModelCache(0, loader)
@@ -307,13 +320,13 @@ def test_model_cache_evicts_the_least_recently_used_and_loads_once(tmp_path):
 def test_model_cache_reloads_when_the_weights_change(app_dirs, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(app_dirs[0] / "tiny", run)
-    cache = ModelCache(2, lambda path, best: Translator.from_run(path, device="cpu", best=best))
-    first = cache.get(run, False)
-    assert cache.get(run, False) is first
+    cache = ModelCache(2, lambda path, weights: Translator.from_run(path, device="cpu", best=weights == "best"))
+    first = cache.get(run, "latest")
+    assert cache.get(run, "latest") is first
     time.sleep(0.01)
     shutil.copyfile(run / "G_AB.safetensors", run / "G_AB.tmp")
     (run / "G_AB.tmp").replace(run / "G_AB.safetensors")  # a newer checkpoint landed
-    assert cache.get(run, False) is not first and cache.loads == 2
+    assert cache.get(run, "latest") is not first and cache.loads == 2
 
 
 def test_open_upload_limits_and_resizing(tmp_path, images):
@@ -387,6 +400,15 @@ def test_progress_is_read_from_the_trainers_progress_bar():
         "INFO: Domain A: 8 images", "INFO: epoch 1/2 done (step 4)",
         "epoch 2/2:  50%|#####     | 2/4 [00:07<00:08,  4.31s/it, G=20.193]"]
     assert last_error("INFO: x\nerror: dataset is empty; add images\n") == "dataset is empty; add images"
+
+
+def test_the_train_tab_shows_the_trainers_time_estimate():
+    from cyclegan.app.jobs import JobStatus
+    from cyclegan.app.train import job_text
+
+    running = JobStatus("running", "Training run 'x'.", run="x", seconds_spent=125.0, seconds_left=7200.0)
+    assert "Time: 2 min 5 s spent; about 2 h left (an estimate)." in job_text(running)
+    assert "Time:" not in job_text(JobStatus("running", "Training run 'x'.", run="x"))  # nothing measured yet
 
 
 def test_training_job_stops_resumably_and_resumes_to_the_end(tmp_path):

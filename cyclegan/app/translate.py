@@ -42,50 +42,67 @@ _WORK_MAX_AGE_S = 3600.0
 MAX_VIDEO_FRAMES = 300  # what "a short video" means here: 10 s at 30 frames/s; longer ones go to `cyclegan translate`
 
 
-def load_translator(run_dir: Path, best: bool, device: str) -> Translator:
-    """The ``ModelCache`` loader: a run's generators on ``device``."""
-    log.info("loading %s (%s weights)", run_dir, "best" if best else "latest")
-    return Translator.from_run(run_dir, device=device, best=best)
+def parse_weights(choice: str) -> tuple[bool, int | None]:
+    """The Weights menu's choice as (best, epoch): "latest", "best" or "epoch K" (a kept epoch)."""
+    if choice in ("latest", "best"):
+        return choice == "best", None
+    name, _, number = str(choice).partition(" ")
+    if name == "epoch" and number.isdigit():
+        return False, int(number)
+    raise ConfigError(f"weights must be latest, best or 'epoch K' (a kept epoch), got {choice!r}")
+
+
+def weights_choices(run_dir: Path, has_best: bool) -> list[str]:
+    """What the Weights menu offers for a run: latest, best (once there is one) and each kept epoch."""
+    return ["latest"] + (["best"] if has_best else []) + [f"epoch {k}" for k in runfolder.kept_epochs(run_dir)]
+
+
+def load_translator(run_dir: Path, weights: str, device: str) -> Translator:
+    """The ``ModelCache`` loader: a run's generators (``weights`` as the menu names them) on ``device``."""
+    log.info("loading %s (%s weights)", run_dir, weights)
+    best, epoch = parse_weights(weights)
+    return Translator.from_run(run_dir, device=device, best=best, epoch=epoch)
 
 
 class ModelCache:
     """Translators loaded once and kept, at most ``capacity`` of them, least recently used evicted.
 
-    Keyed by run folder and weights (latest/best); an entry whose weight files changed on disk
+    Keyed by run folder and weights (latest, best or a kept epoch); an entry whose weight files changed on disk
     (a run trained further) is reloaded. Concurrent requests for one model load it once.
     """
 
-    def __init__(self, capacity: int, loader: Callable[[Path, bool], Any]) -> None:
+    def __init__(self, capacity: int, loader: Callable[[Path, str], Any]) -> None:
         if capacity < 1:
             raise ConfigError(f"the model cache needs room for at least 1 model, got {capacity}")
         self.capacity = capacity
         self._loader = loader
-        self._entries: OrderedDict[tuple[str, bool], tuple[tuple, Any]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[tuple, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[tuple[str, bool], threading.Lock] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self.loads = 0
 
     @staticmethod
-    def _signature(run_dir: Path, best: bool) -> tuple:
+    def _signature(run_dir: Path, weights: str) -> tuple:
+        best, epoch = parse_weights(weights)
         stamps = []
         for name in runfolder.GENERATORS:
             try:
-                st = runfolder.generator_path(run_dir, name, best).stat()
+                st = runfolder.generator_path(run_dir, name, best, epoch).stat()
                 stamps.append((st.st_mtime_ns, st.st_size))
             except OSError:
                 stamps.append(None)
         return tuple(stamps)
 
-    def _cached(self, key: tuple[str, bool], signature: tuple) -> Any | None:
+    def _cached(self, key: tuple[str, str], signature: tuple) -> Any | None:
         entry = self._entries.get(key)
         if entry is not None and entry[0] == signature:
             self._entries.move_to_end(key)
             return entry[1]
         return None
 
-    def get(self, run_dir: Path, best: bool) -> Any:
-        key = (str(Path(run_dir).resolve()), bool(best))
-        signature = self._signature(Path(run_dir), best)
+    def get(self, run_dir: Path, weights: str) -> Any:
+        key = (str(Path(run_dir).resolve()), weights)
+        signature = self._signature(Path(run_dir), weights)
         with self._lock:
             model = self._cached(key, signature)
             if model is not None:
@@ -96,7 +113,7 @@ class ModelCache:
                 model = self._cached(key, signature)  # loaded by another request while we waited
                 if model is not None:
                     return model
-            model = self._loader(Path(run_dir), best)
+            model = self._loader(Path(run_dir), weights)
             with self._lock:
                 self._entries[key] = (signature, model)
                 self._entries.move_to_end(key)
@@ -292,6 +309,22 @@ class TranslateHandlers:
         self.limits = limits
         self.work = work
 
+    def weights_menu_choices(self, name: str | None) -> list[str]:
+        """The Weights menu for run ``name`` (just latest when it cannot be read)."""
+        if not name:
+            return ["latest"]
+        try:
+            info = self.catalog.get(name)
+        except CycleGANError:
+            return ["latest"]
+        return weights_choices(info.path, info.has_best) if info.usable else ["latest"]
+
+    def weights_menu(self, name: str | None) -> Any:
+        """A new run chosen: its weights on offer, latest selected."""
+        import gradio as gr
+
+        return gr.update(choices=self.weights_menu_choices(name), value="latest")
+
     def run_info(self, name: str | None) -> str:
         if not name:
             return ""
@@ -320,10 +353,13 @@ class TranslateHandlers:
         info = self.catalog.get(run)
         if not info.usable:
             raise CheckpointError(f"run {run!r} cannot be used: {info.reason}")
-        best = weights == "best"
+        best, epoch = parse_weights(weights)
         if best and not info.has_best:
             raise CheckpointError(f"run {run!r} has no best weights yet; choose latest")
-        translator = self.models.get(info.path, best)
+        if epoch is not None and epoch not in runfolder.kept_epochs(info.path):
+            raise CheckpointError(f"run {run!r} keeps no generators of epoch {epoch}; choose one the Weights menu "
+                                  "offers (train with --keep-epochs to keep more)")
+        translator = self.models.get(info.path, weights)
         sweep_old(self.work)
         out_dir = Path(tempfile.mkdtemp(prefix="request-", dir=self.work))
         files = [str(f) for f in files]
@@ -333,7 +369,7 @@ class TranslateHandlers:
         size_rule = ("at full size (large ones in tiles)" if full_size else
                      f"resized to at most {self.limits.max_side} px on a side")
         lines = [f"Translated {len(files) - len(batch.failures)} of {len(files)} file(s) with `{run}` "
-                 f"({'best' if best else 'latest'} weights), {size_rule}."]
+                 f"({weights} weights), {size_rule}."]
         lines += [f"- {escape(n)}" for n in batch.notes]
         lines += [f"- **not translated:** {escape(f)}" for f in batch.failures]
         return batch.gallery, batch.downloads, "\n".join(lines)
@@ -366,7 +402,10 @@ def build(handlers: TranslateHandlers, max_upload_mb: float, concurrency: int) -
             refresh = gr.Button("Refresh runs", scale=1, size="sm")
         info = gr.Markdown(handlers.run_info(first), elem_id="run-info")
         with gr.Row():
-            weights = gr.Radio(["latest", "best"], value="latest", label="Weights")
+            # Custom values let API clients name a kept epoch ("epoch 7") the page has not listed.
+            weights = gr.Dropdown(handlers.weights_menu_choices(first), value="latest",
+                                  label="Weights", allow_custom_value=True, elem_id="weights-select",
+                                  info="latest, the best epoch, or a kept epoch (--keep-epochs)")
             direction = gr.Radio(DIRECTION_CHOICES, value="AtoB", label="Direction")
             with gr.Column():
                 cycle = gr.Checkbox(False, label="Also show the cycle reconstruction (translated back)")
@@ -385,4 +424,5 @@ def build(handlers: TranslateHandlers, max_upload_mb: float, concurrency: int) -
     go.click(handlers.translate, [run, weights, uploads, direction, cycle, full_size], [gallery, downloads, status],
              api_name="translate", concurrency_limit=concurrency, concurrency_id="translate")
     run.change(handlers.run_info, run, info, api_name=False, concurrency_limit=None)
+    run.change(handlers.weights_menu, run, weights, api_name=False, concurrency_limit=None)
     return TranslateTab(run=run, no_runs=no_runs, refresh=refresh)
