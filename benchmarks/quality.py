@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from cyclegan import runfolder
-from cyclegan.config import QUALITY, preset
+from cyclegan.config import preset
 from cyclegan.data.folders import find_images
 from cyclegan.data.photos import make_photos_dataset
 from cyclegan.data.synthetic import make_dataset
@@ -44,7 +44,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "diffaug": {"diffaug": "color,translation,cutout"},
     "sn": {"spectral_norm": True},
     "skip": {"skip": True},
-    "quality": dict(QUALITY),  # the quality preset's additions, together
+    # Every addition together (identity loss off: the skip already keeps the input)
+    "all": {"skip": True, "upsample": "resize", "diffaug": "color,translation,cutout", "ema": 0.999,
+            "lambda_identity": 0.0},
 }
 COLUMNS = ("l1", "psnr", "ssim", "swd", "checkerboard", "d_auc")
 
@@ -67,7 +69,8 @@ def train_variant(data: Path, run: Path, args: argparse.Namespace, overrides: di
     # Evaluated once at the end, outside the timed training; --every-epoch evaluates and keeps every
     # epoch, as the best-epoch regret harness (selection.py --runs) needs.
     t.eval_every, t.keep_epochs = (1, -1) if args.every_epoch else (0, 0)
-    t.crop_size, t.load_size = args.size, args.size + args.size // 8
+    if args.size != t.crop_size:  # the preset's own sizes otherwise (tiny: load 64, crop 64, as the demo)
+        t.crop_size, t.load_size = args.size, args.size + args.size // 8
     if args.ngf:
         m.ngf = m.ndf = args.ngf
     if args.n_blocks is not None:

@@ -42,7 +42,7 @@ class ModelConfig:
     n_blocks: int = 9
     n_layers_d: int = 3
     upsample: str = "transpose"  # "resize": nearest upsampling + conv, against checkerboard artifacts
-    # Our additions, off in the published recipe (see the quality preset):
+    # Our additions, off in every preset (measured in BENCHMARKS.md, "Translation quality"):
     skip: bool = False  # the generator learns a change to its input (a global skip), not the image anew
     spectral_norm: bool = False  # spectral norm on the discriminators' convs, in place of instance norm
 
@@ -163,20 +163,10 @@ def preset(name: str) -> Config:
         train = TrainConfig(load_size=64, crop_size=64, batch_size=4, epochs=6, epochs_decay=4,
                             lr=2e-4, pool_size=50, log_every=20)
         return Config(model=model, train=train, preset="tiny")
-    if name == "quality":
-        # The published networks with the additions that measured better on the real-photo
-        # benchmark at equal compute (BENCHMARKS.md, benchmarks/quality.py).
-        config = Config(preset="quality")
-        for field_name, value in QUALITY.items():
-            setattr(config.model if hasattr(config.model, field_name) else config.train, field_name, value)
-        return config
     raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
 
 
-PRESETS = ("paper", "quality", "fast", "tiny")
-# What the quality preset adds to the published recipe (each one is also a flag of its own).
-QUALITY: dict[str, Any] = {"skip": True, "upsample": "resize", "diffaug": "color,translation,cutout", "ema": 0.999,
-                           "lambda_identity": 0.0}
+PRESETS = ("paper", "fast", "tiny")
 
 
 def augmentations(policy: str) -> tuple[str, ...]:

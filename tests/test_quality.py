@@ -1,5 +1,5 @@
 """The quality additions: differentiable augmentation, the generator's global skip, spectral norm on
-the discriminators, the checkerboard score, the memorising warning and the quality preset."""
+the discriminators, the checkerboard score and the memorising warning."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cyclegan import runfolder
-from cyclegan.config import AUGMENTATIONS, QUALITY, Config, ModelConfig, preset
+from cyclegan.config import AUGMENTATIONS, Config, ModelConfig, preset
 from cyclegan.errors import ConfigError
 from cyclegan.evaluate import health
 from cyclegan.evaluate.metrics import checkerboard_energy
@@ -131,15 +131,6 @@ def test_held_out_real_images_scored_as_fakes_raise_the_memorising_warning(tmp_p
     restored = health.TrainingMonitor(RunWarnings(tmp_path))
     restored.load_state_dict(monitor.state_dict())
     assert restored.memorising == {"A": 0, "B": 2}
-
-
-def test_quality_preset_is_the_published_networks_plus_its_additions():
-    quality, paper = preset("quality"), preset("paper")
-    for name, value in QUALITY.items():
-        section = "model" if hasattr(quality.model, name) else "train"
-        assert getattr(getattr(quality, section), name) == value != getattr(getattr(paper, section), name)
-    assert (quality.model.ngf, quality.model.n_blocks, quality.train.crop_size) == (64, 9, 256)
-    assert quality.train.lambda_cycle == paper.train.lambda_cycle
 
 
 def test_a_run_with_every_addition_trains_resumes_and_translates(tmp_path, shapes_dir):
