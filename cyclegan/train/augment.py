@@ -8,7 +8,9 @@ alike, with transforms that gradients pass through, so the discriminator cannot 
 by the augmentation and the generator is never taught to produce augmented images.
 
 Images are in [-1, 1], batched NCHW; each image of a batch draws its own parameters from torch's
-generator on its device (seeded by training, saved with the run for an exact resume).
+global generator on its device, which training seeds with ``--seed``. Its state is not saved with
+the run: a resumed run draws from the seed afresh, so with ``--diffaug`` a resume is not
+bit-identical to an uninterrupted run (without it, nothing here draws a number).
 """
 
 from __future__ import annotations
