@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from cyclegan.config import Config, ModelConfig, TrainConfig
+# The learning run trains in a background process while the rest of the suite runs (`learning_run`
+# below). One torch thread per process lets the two share a 2-core machine: two multi-threaded torch
+# processes on 2 cores slow each other many times over (their OpenMP threads spin waiting for each
+# other). Set before torch is first imported; subprocesses inherit it; a value you set is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from cyclegan.config import Config, ModelConfig, TrainConfig  # noqa: E402  (after OMP_NUM_THREADS)
 from cyclegan.data.synthetic import make_dataset
 
 
@@ -32,20 +41,49 @@ def config(shapes_dir) -> Config:
     return small_config(shapes_dir)
 
 
-@pytest.fixture(scope="session")
-def trained_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(run folder, dataset) of the `tiny` preset trained on the full embedded dataset, as `make demo`
-    does; about two minutes on a 2-core CPU, so it is trained once per session and shared."""
-    from cyclegan.config import preset
-    from cyclegan.train.loop import train
+LEARNING_TIMEOUT_S = 3600  # the run takes about 10 minutes on one core of a 2-core CI machine
 
+
+def _needs_learning_run(item) -> bool:
+    return "trained_tiny_run" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the tests that wait for the background learning run last, so the rest overlap with it."""
+    items.sort(key=_needs_learning_run)  # stable: the usual order otherwise
+
+
+@pytest.fixture(scope="session", autouse=True)
+def learning_run(request, tmp_path_factory):
+    """Start `make demo`'s training (the `tiny` preset on the full embedded dataset, the same command)
+    in the background at the start of the session, when a collected test needs it; the suite's other
+    tests run meanwhile. Yields (process, run folder, dataset, log file), or None when not needed."""
+    if not any(_needs_learning_run(item) for item in request.session.items):
+        yield None
+        return
     root = tmp_path_factory.mktemp("learning")
-    data = make_dataset(root / "shapes")
-    config = preset("tiny")
-    config.train.domain_a, config.train.domain_b = str(data / "trainA"), str(data / "trainB")
-    config.train.test_a, config.train.test_b = str(data / "testA"), str(data / "testB")
-    config.train.device = "cpu"
-    return train(config, root / "run"), data
+    data, run, log = make_dataset(root / "shapes"), root / "run", root / "train.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cyclegan", "train", "--data", str(data), "--run", str(run), "--preset", "tiny",
+             "--device", "cpu"], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
+    yield process, run, data, log
+    if process.poll() is None:  # the session ended (or was interrupted) before a test waited for it
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(learning_run) -> tuple[Path, Path]:
+    """(run folder, dataset) of the background learning run, once it has finished."""
+    process, run, data, log = learning_run
+    try:
+        process.wait(timeout=LEARNING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"the learning run took over {LEARNING_TIMEOUT_S} s; its log: {log}")
+    assert process.returncode == 0, f"the learning run failed:\n{log.read_text()[-4000:]}"
+    return run, data
 
 
 def write_random_run(run: Path, seed: int = 0, **model_overrides) -> Path:
