@@ -1,5 +1,9 @@
 """The learning test: the `tiny` preset, trained as `make demo` trains it, must really translate.
 
+The run is the demo's own `cyclegan train` command, started in the background when the session
+starts and trained at one torch thread while the other tests run (tests/conftest.py); at one thread
+CPU rounding differs from the demo's two, which is part of what the thresholds must survive.
+
 The weights tested are the ones the tool tells users to trust: ``best/``, the epoch chosen from
 held-out metrics without ground truth (the last epoch can be worse: on some CPUs' rounding the
 `tiny` run's B->A error rises again while the learning rate decays; see BENCHMARKS.md). They must
