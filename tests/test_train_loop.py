@@ -90,6 +90,8 @@ def test_an_interrupted_epoch_resumes_exactly(tmp_path, shapes_dir):
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, shapes_dir):
     config = small_config(shapes_dir, epochs=50, epochs_decay=0)
+    # What was there before (the default handler, or SIG_IGN when the suite runs as a background job)
+    before = signal.getsignal(signal.SIGINT)
 
     def interrupt_once(step: int) -> bool:
         if step == 3:
@@ -100,7 +102,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, shapes_dir):
         train(config, tmp_path / "run", should_stop=interrupt_once)
     assert ckpt.load_state(tmp_path / "run")["step"] in (3, 4)
     assert threading.current_thread() is threading.main_thread()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
 
 
 def test_an_existing_run_folder_is_never_overwritten(tmp_path, config):
