@@ -160,8 +160,8 @@ def preset(name: str) -> Config:
     if name == "tiny":
         # Small enough to learn the synthetic shapes dataset in a few minutes on a laptop CPU. Images
         # load at 72 px and train on random 64 px crops: without that jitter (load 64) the B->A result
-        # swung with seed and CPU rounding (0.36x to 0.60x the identity's error); with it, 0.21x to
-        # 0.26x over three seeds (BENCHMARKS.md, "The demo's recipe").
+        # swung with seed and CPU rounding (best/ 0.35x to 0.57x the identity's error); with it, at
+        # most 0.32x in either direction over four runs (BENCHMARKS.md, "The demo's recipe: crop jitter").
         model = ModelConfig(ngf=16, ndf=16, n_blocks=3, n_layers_d=3)
         train = TrainConfig(load_size=72, crop_size=64, batch_size=4, epochs=6, epochs_decay=4,
                             lr=2e-4, pool_size=50, log_every=20)
