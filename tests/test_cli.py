@@ -170,11 +170,11 @@ def test_max_pixels_takes_a_count_or_a_size(value, pixels):
 
 def test_evaluate_of_a_run_without_data_folders_asks_for_data(tmp_path, capsys, monkeypatch):
     # an imported official run records no training folders: `.` must not become the held-out images
-    from cyclegan.cli import main
     from conftest import write_random_run
 
     run = write_random_run(tmp_path / "imported")
     monkeypatch.chdir(tmp_path)
-    assert main(["evaluate", "--run", str(run), "--device", "cpu"]) == 1
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    status, _, err = run_main(capsys, "evaluate", "--run", run, "--device", "cpu")
+    assert status == 1
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--data" in lines[0]
