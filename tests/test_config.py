@@ -17,11 +17,19 @@ def test_paper_preset_is_the_published_setting():
     assert t.flip
 
 
-@pytest.mark.parametrize("name", ["paper", "fast", "tiny"])
+@pytest.mark.parametrize("name", ["paper", "quality", "fast", "tiny"])
 def test_presets_round_trip_through_json(tmp_path, name):
     c = preset(name)
     runfolder.write_config(tmp_path, c)
     assert runfolder.load_config(tmp_path) == c
+
+
+def test_quality_is_the_paper_recipe_with_the_skip_and_resize_upsampling():
+    paper, quality = preset("paper"), preset("quality")
+    assert quality.train == paper.train
+    assert (quality.model.skip, quality.model.upsample) == (True, "resize")
+    quality.model.skip, quality.model.upsample = paper.model.skip, paper.model.upsample
+    assert quality.model == paper.model
 
 
 def test_unknown_preset_and_field_are_named():
