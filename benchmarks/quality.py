@@ -18,6 +18,7 @@ there are reused, so a table can be redrawn without retraining.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 
 from cyclegan import runfolder
 from cyclegan.config import preset
@@ -37,6 +39,13 @@ from cyclegan.evaluate.heldout import evaluate_run
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
 
+def changes_from_paper(name: str) -> dict[str, object]:
+    """The config fields in which preset ``name`` differs from ``paper``, as variant overrides."""
+    paper, other = preset("paper"), preset(name)
+    return {f.name: getattr(mine, f.name) for theirs, mine in ((paper.model, other.model), (paper.train, other.train))
+            for f in dataclasses.fields(mine) if getattr(mine, f.name) != getattr(theirs, f.name)}
+
+
 VARIANTS: dict[str, dict[str, object]] = {
     "base": {},  # the base preset unchanged (--base: paper by default)
     "ema": {"ema": 0.999},
@@ -44,6 +53,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "diffaug": {"diffaug": "color,translation,cutout"},
     "sn": {"spectral_norm": True},
     "skip": {"skip": True},
+    "quality": changes_from_paper("quality"),  # skip and resize upsampling: what --preset quality adds
     # Every addition together (identity loss off: the skip already keeps the input)
     "all": {"skip": True, "upsample": "resize", "diffaug": "color,translation,cutout", "ema": 0.999,
             "lambda_identity": 0.0},
@@ -95,6 +105,32 @@ def score(run: Path, data: Path, best: bool) -> dict[str, dict[str, float]]:
     return results
 
 
+def sample_grid(runs: dict[str, Path], data: Path, out: Path, best: bool, count: int = 4) -> None:
+    """A PNG per direction: for the first ``count`` test images a row of input, each run's translation
+    (in ``runs`` order; ``best``: its best/) and the ground truth, with a header naming the columns.
+    Images under 128 px are enlarged by whole pixels (nearest) so that artifacts stay visible."""
+    translators = {name: Translator.from_run(run, device="cpu", best=best) for name, run in runs.items()}
+    for direction, source in (("AtoB", "testA"), ("BtoA", "testB")):
+        names = sorted(p.name for p in (data / source).iterdir())[:count]
+        columns = ["input", *runs, "truth"]
+        width = Image.open(data / source / names[0]).width
+        side = width * max(1, 128 // width)
+        header = 14
+        grid = Image.new("RGB", (side * len(columns), header + side * len(names)), "white")
+        draw = ImageDraw.Draw(grid)
+        for c, label in enumerate(columns):
+            draw.text((c * side + 3, 1), label, fill="black")
+        for r, name in enumerate(names):
+            image = Image.open(data / source / name).convert("RGB")
+            cells = [image, *(t(image, direction) for t in translators.values()),
+                     Image.open(data / "gt" / direction / name).convert("RGB")]
+            for c, cell in enumerate(cells):
+                grid.paste(cell.resize((side, side), Image.Resampling.NEAREST), (c * side, header + r * side))
+        path = out.with_name(f"{out.stem}_{direction}{out.suffix}")
+        grid.save(path)
+        print(f"wrote {path}")
+
+
 def spread(values: list[float]) -> str:
     mean = statistics.fmean(values)
     return f"{mean:.4g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{mean:.4g}"
@@ -117,6 +153,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/quality"))
     parser.add_argument("--every-epoch", action="store_true",
                         help="evaluate and keep every epoch (for benchmarks/selection.py --runs); slower")
+    parser.add_argument("--grid", type=Path, metavar="PNG",
+                        help="also write sample grids (input, each variant's first seed, truth), one per "
+                             "direction: PNG_AtoB.png and PNG_BtoA.png")
     args = parser.parse_args()
     for definition in args.define:
         name, _, overrides = definition.partition("=")
@@ -131,6 +170,7 @@ def main() -> int:
           f"scoring {'best/' if args.best else 'the last epoch'}",
           flush=True)
     table: dict[str, dict[str, list[float]]] = {}
+    first_runs: dict[str, Path] = {}
     identity: dict[str, dict[str, float]] = {}
     for variant in args.variants:
         for seed in args.seeds:
@@ -138,6 +178,7 @@ def main() -> int:
                      + ("-every" if args.every_epoch else ""))
             run = args.out / "runs" / f"{label}-{variant}-seed{seed}"
             seconds = train_variant(data, run, args, VARIANTS[variant], seed)
+            first_runs.setdefault(args.base if variant == "base" else variant, run)
             results = score(run, data, args.best)
             row = table.setdefault(variant, {})
             row.setdefault("seconds", []).append(seconds)
@@ -158,6 +199,8 @@ def main() -> int:
         for variant, row in table.items():
             cells = [spread(row[f"{k}_{direction}"]) if f"{k}_{direction}" in row else "-" for k in COLUMNS]
             print(f"{variant:<9}" + "".join(f"{c:>18}" for c in (*cells, spread(row["seconds"]))))
+    if args.grid:
+        sample_grid(first_runs, data, args.grid, args.best)
     return 0
 
 
