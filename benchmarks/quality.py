@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -30,7 +31,6 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from cyclegan import runfolder
 from cyclegan.config import preset
 from cyclegan.data.folders import find_images
 from cyclegan.data.photos import make_photos_dataset
@@ -70,8 +70,11 @@ def dataset(kind: str, out: Path, size: int) -> Path:
 
 def train_variant(data: Path, run: Path, args: argparse.Namespace, overrides: dict[str, object], seed: int) -> float:
     """Train one run to the iteration budget (reused when already there); returns its training seconds."""
-    if runfolder.has_config(run) and runfolder.weights_path(run, "G_AB").exists():
+    if (run / "bench.json").exists():  # written once the run finished
         return float(json.loads((run / "bench.json").read_text())["seconds"])
+    if run.exists():  # left by an interrupted run: its training time is unknown, so it starts over
+        print(f"{run} was left unfinished; training it again", flush=True)
+        shutil.rmtree(run)
     config = preset(args.base)
     t, m = config.train, config.model
     t.domain_a, t.domain_b, t.test_a, t.test_b = (str(data / s) for s in ("trainA", "trainB", "testA", "testB"))
