@@ -39,6 +39,7 @@ from cyclegan.evaluate.heldout import evaluate_run
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
 
+
 def changes_from_paper(name: str) -> dict[str, object]:
     """The config fields in which preset ``name`` differs from ``paper``, as variant overrides."""
     paper, other = preset("paper"), preset(name)
