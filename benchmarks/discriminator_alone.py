@@ -23,8 +23,8 @@ import torch
 from cyclegan.config import preset
 from cyclegan.data.folders import find_images
 from cyclegan.evaluate.heldout import load_heldout
-from cyclegan.images import to_float
 from cyclegan.evaluate.metrics import separation_auc
+from cyclegan.images import to_float
 from cyclegan.models.discriminators import build_discriminator
 from cyclegan.train.losses import discriminator_adversarial
 
@@ -53,7 +53,7 @@ def main() -> int:
     generator = torch.Generator().manual_seed(args.seed)
     for step in range(1, args.steps + 1):
         a, b = (int(torch.randint(len(images[s]), (1,), generator=generator)) for s in ("trainA", "trainB"))
-        loss = discriminator_adversarial("lsgan", D(images["trainB"][b:b + 1]), D(images["trainA"][a:a + 1]))
+        loss = discriminator_adversarial(config.train.gan_loss, D(images["trainB"][b:b + 1]), D(images["trainA"][a:a + 1]))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -36,6 +36,7 @@ from cyclegan.data.folders import find_images
 from cyclegan.data.photos import make_photos_dataset
 from cyclegan.data.synthetic import make_dataset
 from cyclegan.evaluate.heldout import evaluate_run
+from cyclegan.images import load_image
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
 
@@ -114,20 +115,19 @@ def sample_grid(runs: dict[str, Path], data: Path, out: Path, best: bool, count:
     (in ``runs`` order; ``best``: its best/) and the ground truth, with a header naming the columns.
     Images under 128 px are enlarged by whole pixels (nearest) so that artifacts stay visible."""
     translators = {name: Translator.from_run(run, device="cpu", best=best) for name, run in runs.items()}
+    columns = ["input", *runs, "truth"]
+    header = 14
     for direction, source in (("AtoB", "testA"), ("BtoA", "testB")):
         names = sorted(p.name for p in (data / source).iterdir())[:count]
-        columns = ["input", *runs, "truth"]
-        width = Image.open(data / source / names[0]).width
-        side = width * max(1, 128 // width)
-        header = 14
+        inputs = [load_image(data / source / name) for name in names]
+        side = inputs[0].width * max(1, 128 // inputs[0].width)
         grid = Image.new("RGB", (side * len(columns), header + side * len(names)), "white")
         draw = ImageDraw.Draw(grid)
         for c, label in enumerate(columns):
             draw.text((c * side + 3, 1), label, fill="black")
-        for r, name in enumerate(names):
-            image = Image.open(data / source / name).convert("RGB")
+        for r, (name, image) in enumerate(zip(names, inputs)):
             cells = [image, *(t(image, direction) for t in translators.values()),
-                     Image.open(data / "gt" / direction / name).convert("RGB")]
+                     load_image(data / "gt" / direction / name)]
             for c, cell in enumerate(cells):
                 grid.paste(cell.resize((side, side), Image.Resampling.NEAREST), (c * side, header + r * side))
         path = out.with_name(f"{out.stem}_{direction}{out.suffix}")
