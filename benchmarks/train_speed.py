@@ -116,11 +116,11 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
 
 def _cached_batches(size: int, batch: int, dev) -> Iterator:
     """Endless training batches cut on ``dev`` from the on-device image cache (``cache_images``), of
-    JPEGs loaded at 286/256 of the crop size as published, epoch after epoch."""
+    JPEGs loaded at 286/256 of the crop size as published. The cache is built here, before any timing."""
     import tempfile
     from pathlib import Path
 
-    from cyclegan.data.dataset import DeviceBatches, ImageCache, UnpairedDataset, epoch_indices
+    from cyclegan.data.dataset import ImageCache, UnpairedDataset
     from cyclegan.data.folders import find_images
     from translate_speed import photos
 
@@ -131,6 +131,13 @@ def _cached_batches(size: int, batch: int, dev) -> Iterator:
         cache = ImageCache.build(dataset, dev)
     if cache is None:
         raise RuntimeError(f"the image cache of {len(paths)} images at {load} px did not fit on {dev}")
+    return _epochs(dataset, cache, batch, dev)
+
+
+def _epochs(dataset, cache, batch: int, dev) -> Iterator:
+    """The cache's batches, epoch after epoch, as the training loop cuts them."""
+    from cyclegan.data.dataset import DeviceBatches, epoch_indices
+
     epoch = 0
     while True:
         dataset.set_epoch(epoch)
