@@ -42,6 +42,7 @@ import contextlib
 import gzip
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -228,8 +229,8 @@ def step_training_speed(ctx: Context) -> Row:
     s = ctx.scale
     nets = "paper networks" if not s.train_model else f"networks {s.train_model}"
     memory = "CUDA allocator peak" if ctx.cuda else "peak RSS"
-    fast = "bf16+channels_last+" * ctx.cuda + ("compile+" if s.compiled else "no compile (--quick)+") + \
-        "fused Adam+on-device cache" * ctx.cuda + "on-device cache" * (not ctx.cuda)
+    fast = " + ".join((["bf16", "channels_last"] if ctx.cuda else []) + ["compile" if s.compiled else
+                      "no compile (--quick)"] + (["fused Adam"] if ctx.cuda else []) + ["on-device cache"])
     lines = [f"{nets}, {s.train_size} px, {s.train_steps} timed steps after {s.train_warmup}; fast = {fast}; "
              f"memory: {memory}"]
     settings = [("fp32 eager b1", {"amp": False, "fast": False, "batch": 1})]
@@ -325,7 +326,7 @@ def step_translation(ctx: Context) -> Row:
             out = ctx.tmp / f"translated_{precision}_{batch}"
             rates.setdefault(f"folder {precision}", {})[batch] = folder_rate(run, images, out, str(ctx.device),
                                                                              batch, bf16=bf16)
-    lines = [f"generator ngf {s.translate_model['ngf']}, {s.translate_model['n_blocks']} blocks (random weights), "
+    lines = [f"generator ngf {s.translate_model['ngf']}, n_blocks {s.translate_model['n_blocks']} (random weights), "
              f"{s.translate_size} px; folder: {s.translate_images} JPEGs -> PNGs; images/s at batch "
              f"{', '.join(map(str, s.translate_batches))}"]
     lines += [f"{name}: {', '.join(f'{rate:,.1f}' for rate in by_batch.values())}" for name, by_batch in rates.items()]
@@ -357,13 +358,9 @@ def _resume_leg(ctx: Context, data: Path, first: str, second: str, channels_last
                 resume=True)
     after = [row for row in runfolder.read_metrics(run) if row.get("step") and int(row["step"]) > saved_step]
     losses = [float(v) for row in after for k, v in row.items() if k.startswith("loss_") and v != ""]
-    if not after or not all(map(_finite, losses)):
+    if not after or not all(map(math.isfinite, losses)):
         raise StepFailed(f"{len(after)} steps logged after the resume, losses {losses[:6]}")
     return f"{saved_step} + {len(after)} steps, loss_G after the resume {float(after[-1]['loss_G']):.3f}"
-
-
-def _finite(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
 
 
 def step_resume_across_devices(ctx: Context) -> Row:
@@ -490,6 +487,11 @@ def format_row(row: Row) -> str:
     return "\n".join([text] + [f"{'':<45}{line}" for line in rest])
 
 
+def save(out: Path, lines: list[str], rows: list[Row]) -> None:
+    (out / "table.txt").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps([asdict(row) for row in rows], indent=2, default=str) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for the dry run")
@@ -515,12 +517,13 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_step(number, ctx))
             lines.append(format_row(rows[-1]))
             print(lines[-1], flush=True)
+            save(out, lines, rows)  # after every step: a run killed at its time limit keeps what it reached
     failed = [row.step for row in rows if row.status == "FAIL"]
     lines.append(f"FAILED: {'; '.join(failed)}" if failed else f"all {len(rows)} steps passed or skipped")
     print(lines[-1], flush=True)
-    (out / "table.txt").write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps([asdict(row) for row in rows], indent=2, default=str) + "\n")
+    save(out, lines, rows)
     return 1 if failed else 0
+
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def test_a_compile_fallback_fails_the_step(gpu_check, monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("output, summary", [
-    ("..s\n=== short test summary info ===\nSKIPPED [1] x\n3 passed, 1 skipped in 4.2s\n", "3 passed, 1 skipped in 4.2s"),
+    ("..s\n== short test summary info ==\nSKIPPED [1] x\n3 passed, 1 skipped in 4.2s\n", "3 passed, 1 skipped in 4.2s"),
     ("F\nFAILED tests/a.py::t - boom\n======= 1 failed, 2 passed in 9.1s =======\n", "1 failed, 2 passed in 9.1s"),
     ("\n46 deselected in 0.5s\n", "46 deselected in 0.5s"),
     ("ImportError while loading conftest\n", "no pytest summary line"),
