@@ -1,9 +1,14 @@
 """The one-command check of the package on a CUDA GPU (issue 27): seven steps, one table.
 
-On a machine with one H100 or H200, from the repository root (about 6 to 8 minutes; give the
-command a 600 s limit, which leaves room to rerun a failing step with ``--only``):
+The command for a machine with one H100 or H200 (issue 27, part 2), from the repository root, with a
+600 s limit (meant to take under 8 minutes, most of it torch.compile; not yet timed on a GPU). It needs
+no install: PYTHONPATH finds the package, and the steps use only torch, torchvision, pillow, numpy,
+safetensors, tqdm, matplotlib, pytest, onnx, onnxscript and onnxruntime:
 
-    PYTHONPATH=$PWD python benchmarks/gpu_check.py --out /tmp/gpu_check
+    PYTHONPATH=$PWD python3 benchmarks/gpu_check.py --out /tmp/gpu_check
+
+If the limit cuts it short, table.txt under ``--out`` (rewritten after every step) shows how far it
+got; run the rest with ``--only`` (``--only 5,6,7``).
 
 The dry run on a CPU, under a minute (tests/test_gpu_check.py runs it): every step on tiny
 networks and images, the fast path without torch.compile, TorchScript in place of ONNX, the resume
@@ -11,7 +16,7 @@ on the CPU alone:
 
     python benchmarks/gpu_check.py --device cpu --quick --out /tmp/gpu_check_cpu
 
-Rerun some steps only: ``--only 2,7``. The steps:
+The steps:
 
 1. ``pytest -m cuda``: every CUDA test (the no-host-sync check among them).
 2. Training speed of the ``paper`` networks at 256 px: fp32 eager at batch 1 (the published
