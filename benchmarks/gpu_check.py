@@ -501,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for the dry run")
     parser.add_argument("--quick", action="store_true", help="tiny settings: every step in under a minute")
-    parser.add_argument("--out", default="gpu_check_out", help="folder for table.txt, results.json and the trace")
+    parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "gpu_check"),
+                        help="folder for table.txt, results.json and the trace (default: %(default)s)")
     parser.add_argument("--only", help="comma-separated step numbers to run (default: all seven)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
