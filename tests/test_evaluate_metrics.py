@@ -12,7 +12,7 @@ from torch import nn
 
 from cyclegan import images as imaging
 from cyclegan.data import folders
-from cyclegan.evaluate import heldout, inception, metrics
+from cyclegan.evaluate import heldout, inception, metrics, table
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.models.discriminators import build_discriminator
@@ -166,9 +166,9 @@ def test_evaluate_heldout_reports_every_metric_and_leaves_training_state_alone()
     for direction in ("AtoB", "BtoA"):
         assert {"swd", "swd_identity", "cycle_l1", "identity_mapping_l1", "diversity", "d_real", "d_fake",
                 "d_auc", "heldout_images"} <= results[direction].keys()
-    flat = metrics.flatten(results)
+    flat = table.flatten(results)
     assert flat["val_swd"] == pytest.approx((flat["val_swd_AtoB"] + flat["val_swd_BtoA"]) / 2)
-    assert metrics.selection_value(results, "fid") is None
+    assert table.selection_value(results, "fid") is None
 
 
 def test_trained_tiny_model_beats_an_untrained_one_and_the_identity_on_swd(trained_tiny_run):

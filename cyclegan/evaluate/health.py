@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .metrics import flatten, worse_than_nothing
+from .table import flatten, worse_than_nothing
 
 log = logging.getLogger(__name__)
 
