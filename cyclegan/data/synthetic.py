@@ -20,7 +20,6 @@ the ground truth of every test image: ``gt/AtoB/NAME`` is ``testA/NAME`` redrawn
 
 from __future__ import annotations
 
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from . import staging
 
 PALETTE_A = np.array([(210, 50, 50), (50, 160, 60), (50, 80, 210)], dtype=np.float64)
 PALETTE_B = np.array([(230, 120, 40), (40, 160, 150), (130, 70, 210)], dtype=np.float64)
@@ -128,11 +128,7 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
     out = Path(out)
     if n_train < 1 or n_test < 0 or size < 32:
         raise DataError(f"need n_train >= 1, n_test >= 0 and size >= 32, got {n_train}, {n_test}, {size}")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it "
-                            "or choose another --out")
-        shutil.rmtree(out)
+    target, out = out, staging.stage(out, overwrite)  # written beside the target, renamed in when complete
     # One independent stream per split, so changing n_test does not change the training images.
     splits = ("trainA", "trainB", "testA", "testB")
     streams = {name: np.random.default_rng([seed, i]) for i, name in enumerate(splits)}
@@ -147,7 +143,7 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
             render(shapes, size, style).save(out / split / name)
             if truth:
                 render(shapes, size, truth[1]).save(out / truth[0] / name)
-    return out
+    return staging.publish(out, target)
 
 
 def pan_frames(frames: int, size: int = 64, step: int = 1, seed: int = 0, style: str = "A") -> np.ndarray:
