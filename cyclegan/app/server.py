@@ -72,7 +72,7 @@ def build_ui(state: AppState) -> gr.Blocks:
             runs_tab = runs.build(state.catalog, demo)
             lists = RunLists(run=translate_tab.run, notice=translate_tab.no_runs, runs=runs_tab.run)
             train.build(TrainHandlers(state.jobs, state.catalog), lists, timer)
-        lists.refresh_on(translate_tab.refresh, state.catalog)
+        lists.refresh_on(translate_tab.refresh, demo, state.catalog)
     return demo
 
 

@@ -28,7 +28,7 @@ from ..translate.translator import DEFAULT_MAX_PIXELS, Translator
 from ..translate.video import translate_video
 from ..video import OUTPUT_SUFFIX, is_video, probe
 from .catalog import RunCatalog
-from .common import NO_RUNS, describe_run, escape, run_choices, user_error
+from .common import describe_run, escape, run_choices, runs_notice, user_error
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -395,7 +395,8 @@ def build(handlers: TranslateHandlers, max_upload_mb: float, concurrency: int) -
     usable = run_choices(handlers.catalog, usable_only=True)
     first = usable[0][1] if usable else None
     with gr.Tab("Translate", id="translate"):
-        no_runs = gr.Markdown(NO_RUNS.format(root=handlers.catalog.root), visible=not usable, elem_id="no-runs")
+        notice = runs_notice(handlers.catalog, bool(usable))
+        no_runs = gr.Markdown(notice, visible=bool(notice), elem_id="no-runs")
         with gr.Row():
             # Custom values let API clients name runs made after the page loaded; the name is
             # checked by safe_child either way.
