@@ -38,7 +38,7 @@ _FIELD_HELP = {
     "test_b": "held-out domain B images",
     "n_blocks": "residual blocks in each generator (9 published, 6 for 128 px)",
     "n_layers_d": "stride-2 layers of the PatchGAN (3 gives 70x70 patches)",
-    "upsample": "generator upsampling: transpose (published) or resize (no checkerboard)",
+    "upsample": "generator upsampling: transpose (published) or resize (nearest + conv: far less checkerboard)",
     "epochs": "epochs at the initial learning rate",
     "epochs_decay": "epochs over which the learning rate decays linearly to zero",
     "gan_loss": "adversarial loss: lsgan (published), bce or hinge",

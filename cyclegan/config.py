@@ -155,7 +155,7 @@ def preset(name: str) -> Config:
         # The published networks and schedule, with the two additions that won on the real-photo
         # benchmark at equal compute: a global skip (the generators change their input instead of
         # redrawing it, so a photo's detail survives from the first step) and resize-convolution
-        # upsampling (no checkerboard). Nothing else differs from paper.
+        # upsampling (far less checkerboard). Nothing else differs from paper.
         return Config(model=ModelConfig(skip=True, upsample="resize"), train=TrainConfig(), preset="quality")
     if name == "fast":
         # The published networks, fed in batches of 4 with bf16 autocast, channels_last, torch.compile
@@ -165,7 +165,7 @@ def preset(name: str) -> Config:
                             num_workers=4)
         return Config(model=ModelConfig(), train=train, preset="fast")
     if name == "tiny":
-        # Small enough to learn the synthetic shapes dataset in a few minutes on a laptop CPU. Images
+        # Small enough to learn the synthetic shapes dataset in about 8 minutes on 2 CPU cores. Images
         # load at 72 px and train on random 64 px crops: without that jitter (load 64) the B->A result
         # swung with seed and CPU rounding (best/ 0.35x to 0.57x the identity's error); with it, at
         # most 0.32x in either direction over four runs (BENCHMARKS.md, "The demo's recipe: crop jitter").
