@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # torch and torchvision are pinned here only because these releases install offline on our CI and
-# dev machines; pyproject.toml accepts any torch >= 2.1.
+# dev machines; pyproject.toml accepts any torch >= 2.5.
 TORCH := torch==2.14.1 torchvision==0.29.1
 RUN := checkpoints/shapes_tiny
 
@@ -25,6 +25,8 @@ $(VENV)/.installed-test: $(BIN)/activate pyproject.toml
 # Set up .venv with the package and nothing else (no dataset, no training): then `.venv/bin/cyclegan ...`.
 install: $(VENV)/.installed
 
+# make-dataset writes beside the target and renames it in when complete, so an interrupted build
+# leaves no datasets/shapes for make to take as done.
 datasets/shapes: | $(VENV)/.installed
 	$(BIN)/cyclegan make-dataset --out datasets/shapes
 
@@ -53,6 +55,8 @@ test: $(VENV)/.installed-test
 app: $(VENV)/.installed
 	$(BIN)/python app.py --checkpoints checkpoints --datasets datasets $(APP_ARGS)
 
+# The speed and cost benchmarks; quality.py, selection.py, flicker.py, discriminator_alone.py and
+# cli_latency.py are run by hand (each docstring gives its command; BENCHMARKS.md its results).
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/translate_speed.py

@@ -30,14 +30,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from cyclegan.config import preset
 from cyclegan.data.folders import find_images
 from cyclegan.data.photos import STYLES, make_photos_dataset
-from cyclegan.data.synthetic import make_dataset
-from cyclegan.evaluate.heldout import evaluate_run
+from cyclegan.data.synthetic import affine_colour_fit, make_dataset
+from cyclegan.evaluate.heldout import GROUND_TRUTH, evaluate_run
 from cyclegan.images import load_image
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
@@ -146,6 +147,26 @@ def sample_grid(runs: dict[str, Path], data: Path, out: Path, best: bool, count:
         print(f"wrote {path}")
 
 
+def print_baselines(styles: list[str], out: Path, size: int) -> None:
+    """What needs no training, per style and direction, on the test split: the input returned
+    unchanged, and the best global affine colour transform fitted on the ground truth itself (an
+    oracle: no model sees the truth). L1 and PSNR are means over images, on the 0-1 scale."""
+    print(f"\n== baselines at {size} px: input unchanged | best affine colour transform (fitted on the truth)")
+    print(f"{'style':<10}{'direction':<10}{'L1':>8}{'PSNR':>8} |{'L1':>8}{'PSNR':>8}")
+    for style in styles:
+        data = dataset("photos", out, size, style)
+        for direction, (source, truth) in GROUND_TRUTH.items():
+            names = sorted(p.name for p in (data / source).iterdir())
+            xs = [np.asarray(load_image(data / source / n)) for n in names]
+            ys = [np.asarray(load_image(data / truth / n)).astype(np.float64) / 255 for n in names]
+            cells = []
+            for images in ([x / 255.0 for x in xs], affine_colour_fit(xs, [np.asarray(y * 255) for y in ys])):
+                errors = [np.clip(i, 0, 1) - y for i, y in zip(images, ys)]
+                cells += [statistics.fmean(float(np.abs(e).mean()) for e in errors),
+                          statistics.fmean(10 * math.log10(1 / max(float((e ** 2).mean()), 1e-10)) for e in errors)]
+            print(f"{style:<10}{direction:<10}{cells[0]:>8.4f}{cells[1]:>8.2f} |{cells[2]:>8.4f}{cells[3]:>8.2f}")
+
+
 def spread(values: list[float]) -> str:
     mean = statistics.fmean(values)
     return f"{mean:.4g} ± {statistics.stdev(values):.2g}" if len(values) > 1 else f"{mean:.4g}"
@@ -157,6 +178,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=128, help="image side (the dataset is made at this size)")
     parser.add_argument("--styles", nargs="+", choices=SUITE, default=["painterly"], help="photo styles to run")
     parser.add_argument("--suite", action="store_true", help="every photo style (the style suite)")
+    parser.add_argument("--baselines", action="store_true",
+                        help="only print each style's input-unchanged and best-colour-transform scores, no training")
     parser.add_argument("--base", default="paper", help="preset the variants start from (default paper)")
     parser.add_argument("--ngf", type=int, help="ngf and ndf (default: the base preset's)")
     parser.add_argument("--n-blocks", type=int, help="ResNet blocks (default: the base preset's)")
@@ -181,6 +204,9 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)} (or --define one)")
     styles = list(SUITE) if args.suite else args.styles
+    if args.baselines:
+        print_baselines(styles, args.out, args.size)
+        return 0
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; {args.dataset} {args.size}px, base {args.base}, ngf {args.ngf or 'preset'}, "
           f"blocks {args.n_blocks if args.n_blocks is not None else 'preset'}, {args.iterations or 'preset'} iterations, "

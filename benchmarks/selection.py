@@ -35,7 +35,7 @@ from cyclegan.config import preset
 from cyclegan.data.synthetic import make_dataset
 from cyclegan.evaluate.health import TrainingMonitor
 from cyclegan.evaluate.heldout import evaluate_ground_truth
-from cyclegan.evaluate.metrics import SELECTION_RULES, selection_value
+from cyclegan.evaluate.table import SELECTION_RULES, selection_value
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
 
@@ -76,7 +76,7 @@ def choose_by_mean_rank(rows: list[dict[str, str]]) -> int:
         scored = sorted(epochs, key=lambda e: selection_value(rows[epochs.index(e)], rule, e))
         for position, e in enumerate(scored):
             ranks[e] += position / len(RANK_OF)
-    from cyclegan.evaluate.metrics import worse_than_nothing
+    from cyclegan.evaluate.table import worse_than_nothing
 
     return min(epochs, key=lambda e: (bool(worse_than_nothing(rows[epochs.index(e)])), ranks[e]))
 

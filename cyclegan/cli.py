@@ -17,18 +17,20 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+# Only modules that need no torch, torchvision or gradio are imported here, so that `cyclegan --help`
+# and every `COMMAND --help` answer at once; each command imports what it runs (tests/test_cli.py).
+from .app.settings import add_app_arguments
 from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
 from .data.photos import STYLES as PHOTO_STYLES
-from .errors import ConfigError, CycleGANError
-from .evaluate.metrics import BY_KEY, SELECTABLE, table_rows
-from .models.generators import REGISTRY as GENERATORS
+from .errors import ConfigError, CycleGANError, TrainingInterrupted
+from .evaluate.table import BY_KEY, SELECTABLE, table_rows
 
 log = logging.getLogger("cyclegan")
 FAILURES_FILE = "translate_failures.txt"  # written to the output folder: one "path<TAB>reason" line per failed input
 
 _DATA_FIELDS = ("domain_a", "domain_b", "test_a", "test_b")
 _FIELD_HELP = {
-    "generator": f"generator architecture: {', '.join(GENERATORS)} (models/generators.py)",
+    "generator": "generator architecture: a name in models/generators.py's registry",
     "channels_a": "domain A's image channels: 3 (RGB) or 1 (grayscale, e.g. sketches or thermal)",
     "channels_b": "domain B's image channels: 3 (RGB) or 1 (grayscale)",
     "domain_a": "folder of domain A training images (searched recursively)",
@@ -37,7 +39,7 @@ _FIELD_HELP = {
     "test_b": "held-out domain B images",
     "n_blocks": "residual blocks in each generator (9 published, 6 for 128 px)",
     "n_layers_d": "stride-2 layers of the PatchGAN (3 gives 70x70 patches)",
-    "upsample": "generator upsampling: transpose (published) or resize (no checkerboard)",
+    "upsample": "generator upsampling: transpose (published) or resize (nearest + conv: far less checkerboard)",
     "epochs": "epochs at the initial learning rate",
     "epochs_decay": "epochs over which the learning rate decays linearly to zero",
     "gan_loss": "adversarial loss: lsgan (published), bce or hinge",
@@ -330,7 +332,8 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from .app.server import serve, settings_from_args
+    from .app.server import serve
+    from .app.settings import settings_from_args
 
     serve(settings_from_args(args))
     return 0
@@ -507,8 +510,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the folder if it exists")
     p.set_defaults(func=cmd_make_dataset)
 
-    from .app.server import add_app_arguments
-
     p = sub.add_parser("app", help="start the web app (translate, browse runs, train) on 127.0.0.1",
                        description="Example: cyclegan app --checkpoints checkpoints --datasets datasets --port 7860")
     add_app_arguments(p)
@@ -532,8 +533,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.quiet or os.environ.get("RANK", "0") != "0"
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s: %(message)s")
     logging.getLogger("cyclegan").setLevel(logging.WARNING if quiet else logging.INFO)
-    from .train.loop import TrainingInterrupted
-
     try:
         return args.func(args)
     except TrainingInterrupted as exc:

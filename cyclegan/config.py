@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .evaluate.metrics import SELECTABLE
-from .models.generators import REGISTRY as GENERATORS
+from .evaluate.table import SELECTABLE
 
 GAN_LOSSES = ("lsgan", "bce", "hinge")
 UPSAMPLE_MODES = ("transpose", "resize")
@@ -22,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop", "crop")
 # The transforms of ``--diffaug`` (train/augment.py implements each one).
 AUGMENTATIONS = ("color", "translation", "cutout")
-SELECT_BY = SELECTABLE  # the held-out metrics a run can pick its best epoch by (evaluate/metrics.py's table)
+SELECT_BY = SELECTABLE  # the held-out metrics a run can pick its best epoch by (evaluate/table.py)
 
 
 @dataclass
@@ -93,7 +92,7 @@ class TrainConfig:
     # Held-out evaluation (cyclegan.evaluate, cyclegan.health): not published settings, our additions.
     eval_every: int = 1  # epochs between held-out evaluations; 0 turns evaluation (and best/) off
     val_fraction: float = 0.05  # held out of each training folder when it has no test folder (<= 200 images)
-    select_by: str = "swd"  # best-epoch metric (evaluate/metrics.py's SELECTABLE), averaged over both directions
+    select_by: str = "swd"  # best-epoch metric (evaluate/table.py's SELECTABLE), averaged over both directions
     patience: int = 0  # stop after this many evaluations without improvement; 0: never
     keep_epochs: int = 0  # keep the generators of the last N evaluated epochs in epochs/ (-1: all, 0: none)
     fid: bool = False  # also FID and KID at each evaluation (needs the metrics extra and Inception weights)
@@ -159,7 +158,7 @@ def preset(name: str) -> Config:
         # The published networks and schedule, with the two additions that won on the real-photo
         # benchmark at equal compute: a global skip (the generators change their input instead of
         # redrawing it, so a photo's detail survives from the first step) and resize-convolution
-        # upsampling (no checkerboard). Nothing else differs from paper.
+        # upsampling (far less checkerboard). Nothing else differs from paper.
         return Config(model=ModelConfig(skip=True, upsample="resize"), train=TrainConfig(), preset="quality")
     if name == "fast":
         # The published networks, fed in batches of 4 with bf16 autocast, channels_last, torch.compile
@@ -169,7 +168,7 @@ def preset(name: str) -> Config:
                             num_workers=4)
         return Config(model=ModelConfig(), train=train, preset="fast")
     if name == "tiny":
-        # Small enough to learn the synthetic shapes dataset in a few minutes on a laptop CPU. Images
+        # Small enough to learn the synthetic shapes dataset in about 8 minutes on 2 CPU cores. Images
         # load at 72 px and train on random 64 px crops: without that jitter (load 64) the B->A result
         # swung with seed and CPU rounding (best/ 0.35x to 0.57x the identity's error); with it, at
         # most 0.32x in either direction over four runs (BENCHMARKS.md, "The demo's recipe: crop jitter").
@@ -190,6 +189,10 @@ def augmentations(policy: str) -> tuple[str, ...]:
 
 def validate(config: Config) -> None:
     """Refuse combinations that cannot train, with the value at fault named."""
+    # Imported here, not at the top: the registry needs torch, and this module is read by the
+    # command line's parser, which answers --help without it.
+    from .models.generators import REGISTRY as GENERATORS
+
     m, t = config.model, config.train
     checks = [
         (m.channels_a in (1, 3) and m.channels_b in (1, 3),

@@ -23,3 +23,8 @@ class CheckpointError(CycleGANError):
 
 class DownloadError(CycleGANError):
     """A file that could not be downloaded, or arrived incomplete or different from what was expected."""
+
+
+class TrainingInterrupted(CycleGANError):
+    """Training stopped on request (Ctrl-C) after saving a resumable checkpoint. Here rather than in
+    train/ so that the command line can map it to its exit status without importing torch."""

@@ -255,6 +255,43 @@ def test_catalog_describes_good_and_broken_runs(app_dirs, tmp_path):
     assert not runs["empty"].usable and runs["empty"].reason == "config.json is missing"
 
 
+def test_catalog_follows_symlinks_inside_the_folder_and_says_which_it_skipped(app_dirs, tmp_path):
+    root = tmp_path / "checkpoints"
+    shutil.copytree(app_dirs[0] / "tiny", root / "good")
+    (root / "latest").symlink_to(root / "good")  # inside the folder: followed
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(app_dirs[0] / "tiny", outside)
+    (root / "link_out").symlink_to(outside)  # outside: skipped, and said so
+    (root / "broken").symlink_to(tmp_path / "gone")
+    (root / ".building").mkdir()  # hidden: the tool's own temporary folders, neither listed nor reported
+    catalog = RunCatalog(root)
+    assert {r.name for r in catalog.runs()} == {"good", "latest"}
+    skipped = dict(catalog.skipped())
+    assert set(skipped) == {"link_out", "broken"}
+    assert "outside" in skipped["link_out"] and "--checkpoints" in skipped["link_out"]
+    assert "not a folder" in skipped["broken"]
+    notice = run_list_updates(catalog).notice
+    assert notice["visible"] and "Skipped link_out" in notice["value"] and "No trained runs" not in notice["value"]
+
+
+def test_a_page_load_lists_the_runs_on_disk_now(app_dirs, tmp_path):
+    """A run trained while the server is up appears when the page is (re)loaded, not only after
+    *Refresh runs*: the built app refreshes its run lists on every page load."""
+    from cyclegan.app.server import AppState, build_ui
+    from cyclegan.app.settings import AppSettings
+
+    root, datasets = tmp_path / "checkpoints", tmp_path / "datasets"
+    root.mkdir()
+    datasets.mkdir()
+    demo = build_ui(AppState.from_settings(AppSettings(checkpoints=root, datasets=datasets)))
+    on_load = [f for f in demo.fns.values() if f.name == "refresh" and (0, "load") in f.targets]
+    assert len(on_load) == 1
+    shutil.copytree(app_dirs[0] / "tiny", root / "trained_later")
+    updates = list(on_load[0].fn(None).values())
+    run, notice = updates[0], updates[1]
+    assert run["value"] == "trained_later" and run["visible"] and not notice["visible"]
+
+
 def test_catalog_reinspects_a_run_only_when_its_files_change(app_dirs, tmp_path):
     root = tmp_path / "checkpoints"
     shutil.copytree(app_dirs[0] / "tiny", root / "run")

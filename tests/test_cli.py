@@ -178,3 +178,28 @@ def test_evaluate_of_a_run_without_data_folders_asks_for_data(tmp_path, capsys, 
     assert status == 1
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "--data" in lines[0]
+
+
+HEAVY_MODULES = ("torch", "torchvision", "gradio")
+
+
+def test_the_parser_and_every_help_need_no_torch():
+    """`cyclegan --help` and every `COMMAND --help` answer at once: building the parser and printing
+    each help imports none of torch, torchvision or gradio (each command imports them when it runs).
+    Checked in a fresh interpreter through sys.modules, so it is deterministic rather than timed."""
+    script = f"""
+import sys
+from cyclegan.cli import build_parser
+parser = build_parser()
+seen = [parser]
+while seen:
+    p = seen.pop()
+    p.format_help()
+    for action in p._actions:
+        if getattr(action, "choices", None) and isinstance(action.choices, dict):
+            seen.extend(action.choices.values())
+print(" ".join(m for m in {HEAVY_MODULES!r} if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"the parser imported {result.stdout.strip()}"

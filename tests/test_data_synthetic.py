@@ -85,3 +85,38 @@ def test_refuses_to_overwrite_and_rejects_bad_sizes(tmp_path):
     assert len(list((tmp_path / "d" / "trainA").iterdir())) == 2
     with pytest.raises(DataError, match="size"):
         make_dataset(tmp_path / "e", size=8)
+
+
+def test_an_interrupted_build_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
+    """`make demo` treats an existing datasets/shapes as done: a build cut off half-way must leave no
+    such folder, and the next build must succeed and clear what the interrupted one left."""
+    from cyclegan.data import synthetic
+
+    calls = {"n": 0}
+    real_render = synthetic.render
+
+    def render_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt
+        return real_render(*args, **kwargs)
+
+    out = tmp_path / "shapes"
+    monkeypatch.setattr(synthetic, "render", render_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make_dataset(out, n_train=8, n_test=2, size=32)
+    assert not out.exists()
+    monkeypatch.setattr(synthetic, "render", real_render)
+    make_dataset(out, n_train=8, n_test=2, size=32)
+    assert len(list((out / "trainA").iterdir())) == 8
+    assert [p.name for p in tmp_path.iterdir()] == ["shapes"]  # the interrupted build's folder is gone
+
+
+def test_an_existing_dataset_is_replaced_only_with_overwrite(tmp_path):
+    out = make_dataset(tmp_path / "shapes", n_train=2, n_test=1, size=32)
+    with pytest.raises(DataError, match="--overwrite"):
+        make_dataset(out, n_train=3, n_test=1, size=32)
+    assert len(list((out / "trainA").iterdir())) == 2
+    make_dataset(out, n_train=3, n_test=1, size=32, overwrite=True)
+    assert len(list((out / "trainA").iterdir())) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["shapes"]

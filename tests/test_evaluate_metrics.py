@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 
 import pytest
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 
 from cyclegan import images as imaging
 from cyclegan.data import folders
-from cyclegan.evaluate import heldout, inception, metrics
+from cyclegan.evaluate import heldout, inception, metrics, table
 from cyclegan.cli import main
 from cyclegan.config import ModelConfig
 from cyclegan.models.discriminators import build_discriminator
@@ -167,9 +167,9 @@ def test_evaluate_heldout_reports_every_metric_and_leaves_training_state_alone()
     for direction in ("AtoB", "BtoA"):
         assert {"swd", "swd_identity", "cycle_l1", "identity_mapping_l1", "diversity", "d_real", "d_fake",
                 "d_auc", "heldout_images"} <= results[direction].keys()
-    flat = metrics.flatten(results)
+    flat = table.flatten(results)
     assert flat["val_swd"] == pytest.approx((flat["val_swd_AtoB"] + flat["val_swd_BtoA"]) / 2)
-    assert metrics.selection_value(results, "fid") is None
+    assert table.selection_value(results, "fid") is None
 
 
 def test_trained_tiny_model_beats_an_untrained_one_and_the_identity_on_swd(trained_tiny_run):
@@ -298,13 +298,13 @@ def test_swd_bootstrap_spread_is_positive_and_shrinks_with_more_images():
 
 
 def _flat_direction(change: float, swd: float, identity: float, floor: float) -> dict[str, float]:
-    return {f"val_{k}_{d}": v for d in metrics.DIRECTIONS
+    return {f"val_{k}_{d}": v for d in table.DIRECTIONS
             for k, v in (("change", change), ("swd", swd), ("swd_identity", identity), ("swd_floor", floor))}
 
 
 def test_untranslated_needs_no_change_no_progress_and_a_real_gap():
-    assert len(metrics.untranslated(_flat_direction(0.005, 366, 370, 40))) == 2  # the input, returned
-    assert metrics.untranslated(_flat_direction(0.10, 380, 370, 40)) == []  # changed a lot (worse, but changed)
-    assert metrics.untranslated(_flat_direction(0.005, 200, 370, 40)) == []  # small change, right direction
-    assert metrics.untranslated(_flat_direction(0.005, 60, 62, 40)) == []  # the domains barely differ
-    assert "AtoB (outputs differ from their inputs by 0.0050" in metrics.untranslated(_flat_direction(0.005, 366, 370, 40))[0]
+    assert len(table.untranslated(_flat_direction(0.005, 366, 370, 40))) == 2  # the input, returned
+    assert table.untranslated(_flat_direction(0.10, 380, 370, 40)) == []  # changed a lot (worse, but changed)
+    assert table.untranslated(_flat_direction(0.005, 200, 370, 40)) == []  # small change, right direction
+    assert table.untranslated(_flat_direction(0.005, 60, 62, 40)) == []  # the domains barely differ
+    assert "AtoB (outputs differ from their inputs by 0.0050" in table.untranslated(_flat_direction(0.005, 366, 370, 40))[0]

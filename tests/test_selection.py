@@ -9,7 +9,7 @@ import torch
 from cyclegan import runfolder
 from cyclegan.cli import main
 from cyclegan.evaluate.health import TrainingMonitor
-from cyclegan.evaluate.metrics import SELECTABLE, flatten, selection_value, worse_than_nothing
+from cyclegan.evaluate.table import SELECTABLE, flatten, selection_value, worse_than_nothing
 from cyclegan.train.loop import merge_resume_config, train
 from cyclegan.translate.translator import Translator
 

@@ -186,14 +186,41 @@ class RunCatalog:
                 stamps.append((str(path), None, None))
         return tuple(stamps)
 
-    def runs(self) -> list[RunInfo]:
-        """Every visible folder under the root, newest first; hidden folders and symlinks out are skipped."""
+    def _folders(self) -> list[tuple[Path, str | None]]:
+        """Every visible entry under the root that is or points to a folder, with why it is skipped (None: listed).
+
+        A symlink is followed when it resolves to a folder directly inside the root (``latest ->
+        shapes_tiny``: what its owner means); one that leads outside is skipped, since the app serves
+        files only from inside ``--checkpoints``, and so is a broken one. Hidden entries (a leading
+        ``.``: the tool's own temporary folders among them) and plain files are not runs and not reported.
+        """
         if not self.root.is_dir():
             return []
         base = self.root.resolve()
+        entries = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name.startswith(".") or not (entry.is_dir() or entry.is_symlink()):
+                continue
+            target = entry.resolve()
+            if not target.is_dir():
+                entries.append((entry, f"a symlink to {target}, which is not a folder (broken link?)"))
+            elif target.parent != base:
+                entries.append((entry, f"a symlink to {target}, outside {base}: the app serves runs only from "
+                                       "inside its --checkpoints folder; move the run there or start the app "
+                                       "with --checkpoints set to the folder that holds it"))
+            else:
+                entries.append((entry, None))
+        return entries
+
+    def skipped(self) -> list[tuple[str, str]]:
+        """(name, reason) of every folder under the root that is not listed as a run."""
+        return [(entry.name, reason) for entry, reason in self._folders() if reason]
+
+    def runs(self) -> list[RunInfo]:
+        """Every run folder under the root (see ``_folders``), newest first."""
         found = []
-        for entry in self.root.iterdir():
-            if entry.name.startswith(".") or not entry.is_dir() or entry.resolve().parent != base:
+        for entry, reason in self._folders():
+            if reason:
                 continue
             signature = self._signature(entry)
             cached = self._cache.get(entry)

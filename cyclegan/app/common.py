@@ -20,8 +20,9 @@ from .catalog import NOT_KNOWN, RunCatalog, RunInfo
 if TYPE_CHECKING:
     import gradio as gr
 
-NO_RUNS = ("**No trained runs yet** in `{root}`. Make one with `make demo` (the synthetic shapes dataset, a few "
-           "minutes on a CPU), or train on your own images in the **Train** tab; then press *Refresh runs*.")
+NO_RUNS = ("**No trained runs yet** in `{root}`. Make one with `make demo` (the synthetic shapes dataset, about "
+           "11 minutes on a 2-core CPU), or train on your own images in the **Train** tab; runs appear here when the "
+           "page loads or when you press *Refresh runs*.")
 
 
 def escape(text: str) -> str:
@@ -78,7 +79,14 @@ class RunListUpdates(NamedTuple):
     @property
     def signature(self) -> str:
         """The choices as text: the Train tab's timer keeps it to send the lists only when they change."""
-        return json.dumps([self.run["choices"], self.runs["choices"]])
+        return json.dumps([self.run["choices"], self.runs["choices"], self.notice["value"]])
+
+
+def runs_notice(catalog: RunCatalog, usable: bool) -> str:
+    """Translate's notice: how to make a run when there is none, and which folders were skipped and why."""
+    lines = [] if usable else [NO_RUNS.format(root=catalog.root)]
+    lines += [f"Skipped {escape(name)}: {escape(reason)}." for name, reason in catalog.skipped()]
+    return "\n\n".join(lines)
 
 
 def run_list_updates(catalog: RunCatalog, current: str | None = None) -> RunListUpdates:
@@ -88,8 +96,9 @@ def run_list_updates(catalog: RunCatalog, current: str | None = None) -> RunList
     usable = run_choices(catalog, usable_only=True)
     names = [name for _, name in usable]
     value = current if current in names else (names[0] if names else None)
+    notice = runs_notice(catalog, bool(usable))
     return RunListUpdates(run=gr.update(choices=usable, value=value, visible=bool(usable)),
-                          notice=gr.update(value=NO_RUNS.format(root=catalog.root), visible=not usable),
+                          notice=gr.update(value=notice, visible=bool(notice)),
                           runs=gr.update(choices=run_choices(catalog, usable_only=False)))
 
 
@@ -109,7 +118,12 @@ class RunLists:
         """``values`` keyed by component, the form a Gradio handler returns to update outputs by name."""
         return {self.run: values.run, self.notice: values.notice, self.runs: values.runs}
 
-    def refresh_on(self, button: gr.Button, catalog: RunCatalog) -> None:
-        """Refresh every run list when ``button`` is pressed (Translate's selection is kept if still usable)."""
-        button.click(lambda current: self.updates(run_list_updates(catalog, current)), self.run, self.outputs,
-                     api_name="refresh_runs", concurrency_limit=None)
+    def refresh_on(self, button: gr.Button, demo: gr.Blocks, catalog: RunCatalog) -> None:
+        """Refresh every run list when ``button`` is pressed and whenever a page loads, so a reload shows
+        the runs on disk now rather than those of the server's start (Translate's selection is kept if
+        still usable)."""
+        def refresh(current: str | None) -> dict[gr.components.Component, Any]:
+            return self.updates(run_list_updates(catalog, current))
+
+        button.click(refresh, self.run, self.outputs, api_name="refresh_runs", concurrency_limit=None)
+        demo.load(refresh, self.run, self.outputs, api_name=False, concurrency_limit=None)

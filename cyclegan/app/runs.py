@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .. import runfolder
 from ..errors import CycleGANError
-from ..evaluate.metrics import BY_KEY
+from ..evaluate.table import BY_KEY
 from .catalog import RunCatalog, safe_child
 from .common import describe_run, escape, open_picture, run_choices
 

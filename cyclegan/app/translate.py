@@ -24,16 +24,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .. import runfolder
 from ..errors import CheckpointError, ConfigError, CycleGANError, DataError
 from ..images import has_alpha, to_rgb
-from ..translate.translator import Translator
+from ..translate.translator import DEFAULT_MAX_PIXELS, Translator
 from ..translate.video import translate_video
 from ..video import OUTPUT_SUFFIX, is_video, probe
 from .catalog import RunCatalog
-from .common import NO_RUNS, describe_run, escape, run_choices, user_error
+from .common import describe_run, escape, run_choices, runs_notice, user_error
 
 if TYPE_CHECKING:
     import gradio as gr
 
 log = logging.getLogger(__name__)
+# The Translator tiles an image above DEFAULT_MAX_PIXELS; full size below that is one pass.
+TILED_ABOVE = f"{DEFAULT_MAX_PIXELS / 1e6:.1f} MP ({round(DEFAULT_MAX_PIXELS ** 0.5)}x{round(DEFAULT_MAX_PIXELS ** 0.5)})"
 
 DIRECTION_CHOICES = [("A → B", "AtoB"), ("B → A", "BtoA"), ("both", "both")]
 _OPPOSITE = {"AtoB": "BtoA", "BtoA": "AtoB"}
@@ -161,7 +163,8 @@ def open_upload(path: Path, limits: UploadLimits, resize: bool = True) -> tuple[
     if max(w, h) <= limits.max_side:
         return image, None
     if not resize:
-        return image, f"{name}: translated at full size {w}x{h} (in tiles when large; slower)"
+        tiles = f"in tiles, being over {TILED_ABOVE}" if w * h > DEFAULT_MAX_PIXELS else "in one pass"
+        return image, f"{name}: translated at full size {w}x{h} ({tiles})"
     image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
     return image, f"{name}: resized from {w}x{h} to {image.width}x{image.height} (max side {limits.max_side} px)"
 
@@ -366,7 +369,7 @@ class TranslateHandlers:
         batch = translate_uploads(translator, files, directions, bool(cycle), self.limits, out_dir, bool(full_size))
         if not batch.downloads:
             raise DataError("; ".join(batch.failures) or "nothing was translated")
-        size_rule = ("at full size (large ones in tiles)" if full_size else
+        size_rule = (f"at full size (those over {TILED_ABOVE} in tiles)" if full_size else
                      f"resized to at most {self.limits.max_side} px on a side")
         lines = [f"Translated {len(files) - len(batch.failures)} of {len(files)} file(s) with `{run}` "
                  f"({weights} weights), {size_rule}."]
@@ -392,7 +395,8 @@ def build(handlers: TranslateHandlers, max_upload_mb: float, concurrency: int) -
     usable = run_choices(handlers.catalog, usable_only=True)
     first = usable[0][1] if usable else None
     with gr.Tab("Translate", id="translate"):
-        no_runs = gr.Markdown(NO_RUNS.format(root=handlers.catalog.root), visible=not usable, elem_id="no-runs")
+        notice = runs_notice(handlers.catalog, bool(usable))
+        no_runs = gr.Markdown(notice, visible=bool(notice), elem_id="no-runs")
         with gr.Row():
             # Custom values let API clients name runs made after the page loaded; the name is
             # checked by safe_child either way.
@@ -410,7 +414,8 @@ def build(handlers: TranslateHandlers, max_upload_mb: float, concurrency: int) -
             with gr.Column():
                 cycle = gr.Checkbox(False, label="Also show the cycle reconstruction (translated back)")
                 full_size = gr.Checkbox(False, label=f"Translate images larger than {max_side} px at full "
-                                        "size (in tiles; slower) instead of resizing them")
+                                        f"size instead of resizing them (slower; those over {TILED_ABOVE} "
+                                        "in tiles)")
         uploads = gr.File(file_count="multiple", label=f"Images or short videos (mp4, webm, mov; at most "
                           f"{MAX_VIDEO_FRAMES} frames): one or many, at most {max_upload_mb:g} MB each; larger than "
                           f"{max_side} px on a side are resized to {max_side} px unless full size is ticked",

@@ -30,7 +30,6 @@ the seed and the scikit-image version's photos.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..errors import DataError
+from . import staging
 
 # scikit-image's colour photographs of natural scenes, people, animals and objects (grayscale ones,
 # scans and microscopy left out: a style benchmark wants ordinary photos).
@@ -175,11 +175,7 @@ def make_photos_dataset(out: str | Path, *, n_train: int = 300, n_test: int = 50
     if n_train < 1 or n_test < 0 or not 32 <= size <= smallest:
         raise DataError(f"need n_train >= 1, n_test >= 0 and 32 <= size <= {smallest} (the smallest photo "
                         f"region), got {n_train}, {n_test}, {size}")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it "
-                            "or choose another --out")
-        shutil.rmtree(out)
+    target, out = out, staging.stage(out, overwrite)  # written beside the target, renamed in when complete
     names = sorted(photos)
     plan = [("trainA", n_train, "train", None), ("trainB", n_train, "train", None),
             ("testA", n_test, "test", "gt/AtoB"), ("testB", n_test, "test", "gt/BtoA")]
@@ -197,4 +193,4 @@ def make_photos_dataset(out: str | Path, *, n_train: int = 300, n_test: int = 50
                 painted.save(out / truth / name)
             elif truth == "gt/BtoA":
                 crop.save(out / truth / name)
-    return out
+    return staging.publish(out, target)

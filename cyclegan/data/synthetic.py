@@ -20,7 +20,6 @@ the ground truth of every test image: ``gt/AtoB/NAME`` is ``testA/NAME`` redrawn
 
 from __future__ import annotations
 
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from . import staging
 
 PALETTE_A = np.array([(210, 50, 50), (50, 160, 60), (50, 80, 210)], dtype=np.float64)
 PALETTE_B = np.array([(230, 120, 40), (40, 160, 150), (130, 70, 210)], dtype=np.float64)
@@ -128,11 +128,7 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
     out = Path(out)
     if n_train < 1 or n_test < 0 or size < 32:
         raise DataError(f"need n_train >= 1, n_test >= 0 and size >= 32, got {n_train}, {n_test}, {size}")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it "
-                            "or choose another --out")
-        shutil.rmtree(out)
+    target, out = out, staging.stage(out, overwrite)  # written beside the target, renamed in when complete
     # One independent stream per split, so changing n_test does not change the training images.
     splits = ("trainA", "trainB", "testA", "testB")
     streams = {name: np.random.default_rng([seed, i]) for i, name in enumerate(splits)}
@@ -147,7 +143,7 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
             render(shapes, size, style).save(out / split / name)
             if truth:
                 render(shapes, size, truth[1]).save(out / truth[0] / name)
-    return out
+    return staging.publish(out, target)
 
 
 def pan_frames(frames: int, size: int = 64, step: int = 1, seed: int = 0, style: str = "A") -> np.ndarray:
@@ -163,15 +159,21 @@ def pan_frames(frames: int, size: int = 64, step: int = 1, seed: int = 0, style:
     return np.stack([scene[i * step:i * step + size, i * step:i * step + size] for i in range(frames)])
 
 
-def affine_colour_baseline(sources: list[np.ndarray], targets: list[np.ndarray]) -> float:
-    """L1 (0-1 scale) of the best global affine colour transform (3x3 matrix plus offset, least
-    squares) from sources to targets, fitted on the targets themselves: what a "colour shift"
-    could reach at best."""
+def affine_colour_fit(sources: list[np.ndarray], targets: list[np.ndarray]) -> list[np.ndarray]:
+    """The sources (uint8 RGB) under the best global affine colour transform to the targets (3x3
+    matrix plus offset, least squares over every pixel of every image, fitted on the targets
+    themselves), as float images on the 0-1 scale: what a "colour shift" could reach at best."""
     src = np.concatenate([s.reshape(-1, 3) for s in sources]).astype(np.float64) / 255.0
     dst = np.concatenate([t.reshape(-1, 3) for t in targets]).astype(np.float64) / 255.0
     design = np.c_[src, np.ones(len(src))]
     weights, *_ = np.linalg.lstsq(design, dst, rcond=None)
-    return float(np.abs(design @ weights - dst).mean())
+    return [(np.c_[s.reshape(-1, 3) / 255.0, np.ones(s.size // 3)] @ weights).reshape(s.shape) for s in sources]
+
+
+def affine_colour_baseline(sources: list[np.ndarray], targets: list[np.ndarray]) -> float:
+    """L1 (0-1 scale) of ``affine_colour_fit`` against the targets, over all pixels."""
+    fitted = affine_colour_fit(sources, targets)
+    return float(np.mean(np.concatenate([np.abs(f - t / 255.0).ravel() for f, t in zip(fitted, targets)])))
 
 
 def colour_map_baseline(sources: list[np.ndarray], targets: list[np.ndarray]) -> float:

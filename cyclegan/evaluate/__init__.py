@@ -1,2 +1,3 @@
-"""Held-out evaluation: the metrics table (metrics.py), scoring generators (heldout.py), judging a
-run's history (health.py), and what a run looks like (report.py, plots.py)."""
+"""Held-out evaluation: the metrics (metrics.py) and their table and best-epoch rules (table.py,
+which needs no torch), scoring generators (heldout.py), judging a run's history (health.py), and
+what a run looks like (report.py, plots.py)."""

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .metrics import flatten, selection_noise, untranslated, worse_than_nothing
+from .table import flatten, selection_noise, untranslated, worse_than_nothing
 
 log = logging.getLogger(__name__)
 

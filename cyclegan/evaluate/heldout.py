@@ -1,7 +1,7 @@
 """Held-out evaluation of a pair of generators (and their discriminators), and of a run folder.
 
 ``evaluate_heldout`` is what training calls at the end of an epoch: every metric of
-``metrics.METRICS`` that needs no ground truth, for both directions, on images the generators
+``table.METRICS`` that needs no ground truth, for both directions, on images the generators
 never trained on. ``evaluate_run`` is ``cyclegan evaluate``: the same for a saved run, plus
 ground-truth scores where the dataset has them (``testA`` with ``gt/AtoB``, as the synthetic
 dataset is laid out).

@@ -1,6 +1,6 @@
 """Pictures of a run: sample grids and, from metrics.csv, curves (matplotlib, PNG).
 
-The held-out panels come from ``metrics.METRICS``: every metric with a panel title gets one,
+The held-out panels come from ``table.METRICS``: every metric with a panel title gets one,
 with its do-nothing baseline dashed where it has one.
 """
 
@@ -15,7 +15,7 @@ from torchvision.utils import make_grid
 
 from .. import runfolder
 from ..images import as_rgb, png_bytes, tensor_to_pil
-from .metrics import METRICS
+from .table import METRICS
 
 
 def save_sample_grid(path: Path, columns: list[torch.Tensor]) -> None:

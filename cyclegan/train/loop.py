@@ -26,12 +26,12 @@ from ..config import RESUMABLE_OVERRIDES, Config, validate
 from ..data.dataset import ImageCache, UnpairedDataset, epoch_batches, epoch_indices, eval_tensor
 from ..data.folders import find_images, heldout_for
 from ..devices import Autocast, autocast_for, channels_last_wanted, select_device
-from ..errors import ConfigError, CycleGANError
+from ..errors import ConfigError, CycleGANError, TrainingInterrupted
 from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor
 from ..evaluate.heldout import HeldOut, evaluate_heldout
 from ..evaluate.inception import inception_network
-from ..evaluate.metrics import SELECTION_RULES, flatten, selection_value
 from ..evaluate.plots import save_sample_grid, save_training_plots
+from ..evaluate.table import SELECTION_RULES, flatten, selection_value
 from ..evaluate.timing import LEFT, SPENT, TimeEstimate, duration, estimate, slow_run_advice
 from ..images import load_image
 from . import distributed
@@ -43,10 +43,6 @@ from .tensorboard_log import TensorBoardLog, summary_writer_class
 log = logging.getLogger(__name__)
 
 SAMPLE_COUNT = 4  # rows in each epoch's sample grid
-
-
-class TrainingInterrupted(CycleGANError):
-    """Training stopped on request (Ctrl-C) after saving a resumable checkpoint."""
 
 
 class TrainingDiverged(CycleGANError):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import runfolder
 from ..errors import ConfigError
-from ..evaluate.metrics import DIRECTIONS, METRICS, SELECTABLE
+from ..evaluate.table import DIRECTIONS, METRICS, SELECTABLE
 from ..images import load_image
 
 INSTALL = ".venv/bin/pip install -e '.[tensorboard]'"
@@ -56,7 +56,7 @@ class TensorBoardLog:
             self.writer.add_scalar(f"loss/{key.removeprefix('loss_')}", value, step)
 
     def heldout(self, step: int, flat: dict[str, float]) -> None:
-        """An evaluation's metrics (the ``val_*`` names of metrics.csv), grouped as metrics.METRICS
+        """An evaluation's metrics (the ``val_*`` names of metrics.csv), grouped as table.METRICS
         groups them (``heldout/swd_AtoB``...), and the best-epoch scores (``select_by/swd``...)."""
         for metric in METRICS:
             for direction in DIRECTIONS:
