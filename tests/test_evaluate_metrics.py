@@ -297,14 +297,22 @@ def test_swd_bootstrap_spread_is_positive_and_shrinks_with_more_images():
     assert sd_few > sd
 
 
-def _flat_direction(change: float, swd: float, identity: float, floor: float) -> dict[str, float]:
+def _flat_direction(change: float, swd: float, identity: float, gap: float) -> dict[str, float]:
     return {f"val_{k}_{d}": v for d in table.DIRECTIONS
-            for k, v in (("change", change), ("swd", swd), ("swd_identity", identity), ("swd_floor", floor))}
+            for k, v in (("change", change), ("swd", swd), ("swd_identity", identity), ("domain_gap", gap))}
 
 
 def test_untranslated_needs_no_change_no_progress_and_a_real_gap():
-    assert len(table.untranslated(_flat_direction(0.005, 366, 370, 40))) == 2  # the input, returned
-    assert table.untranslated(_flat_direction(0.10, 380, 370, 40)) == []  # changed a lot (worse, but changed)
-    assert table.untranslated(_flat_direction(0.005, 200, 370, 40)) == []  # small change, right direction
-    assert table.untranslated(_flat_direction(0.005, 60, 62, 40)) == []  # the domains barely differ
-    assert "AtoB (outputs differ from their inputs by 0.0050" in table.untranslated(_flat_direction(0.005, 366, 370, 40))[0]
+    assert len(table.untranslated(_flat_direction(0.005, 366, 370, 3.0))) == 2  # the input, returned
+    assert table.untranslated(_flat_direction(0.10, 380, 370, 3.0)) == []  # changed a lot (worse, but changed)
+    assert table.untranslated(_flat_direction(0.005, 200, 370, 3.0)) == []  # small change, right direction
+    assert table.untranslated(_flat_direction(0.005, 366, 370, 1.1)) == []  # the domains barely differ
+    assert "AtoB (outputs differ from their inputs by 0.0050" in table.untranslated(_flat_direction(0.005, 366, 370, 3.0))[0]
+
+
+def test_domain_gap_is_near_one_for_one_domain_and_large_for_two():
+    same = heldout.HeldOut(_smooth_images(16, 32, seed=1), _smooth_images(16, 32, seed=2))
+    assert same.domain_gap("A", "B") < 1.5
+    shifted = (_smooth_images(16, 32, seed=2).int() + 90).clamp(0, 255).to(torch.uint8)
+    apart = heldout.HeldOut(_smooth_images(16, 32, seed=1), shifted)
+    assert apart.domain_gap("A", "B") > 2.0

@@ -111,7 +111,7 @@ class _Sink(list):
 
 
 def _evaluation(swd: float, sd: float = 0.0, change: float = 0.1) -> dict[str, dict[str, float]]:
-    return {d: {"swd": swd, "swd_sd": sd, "swd_identity": 100.0, "swd_floor": 10.0, "change": change}
+    return {d: {"swd": swd, "swd_sd": sd, "swd_identity": 100.0, "domain_gap": 3.0, "change": change}
             for d in ("AtoB", "BtoA")}
 
 
@@ -131,14 +131,15 @@ def test_a_later_epoch_within_the_sampling_noise_of_the_lowest_is_kept():
 def test_an_epoch_that_translates_nothing_is_never_chosen_over_one_that_translates(tmp_path):
     warnings = runfolder.RunWarnings(tmp_path)
     monitor = TrainingMonitor(warnings)
-    # epochs 1-2 return their input (tiny change, SWD as the input's), epoch 3 translates, worse on SWD
-    # than nothing's by no rule, and epoch 4 returns the input with a lower SWD than epoch 3
-    for epoch, (swd, change) in enumerate([(99.0, 0.004), (98.0, 0.003), (95.0, 0.08), (92.0, 0.004)], 1):
+    # epochs 1-3 return their input (tiny change, SWD as the input's), epoch 4 translates, and
+    # epoch 5 returns the input with a lower SWD than epoch 4
+    history = [(99.0, 0.004), (98.0, 0.003), (97.0, 0.01), (95.0, 0.08), (92.0, 0.004)]
+    for epoch, (swd, change) in enumerate(history, 1):
         monitor.observe(epoch, epoch, _evaluation(swd, change=change), swd)
-    assert monitor.best["epoch"] == 3 and monitor.best_untranslated == []
+    assert monitor.best["epoch"] == 4 and monitor.best_untranslated == []
     kinds = [w["kind"] for w in runfolder.read_warnings(tmp_path)]
-    assert kinds == ["no_translation", "no_translation"]  # after two evaluations in a row, per direction
-    assert "No translation in AtoB: for 2 evaluations in a row" in runfolder.read_warnings(tmp_path)[0]["message"]
+    assert kinds == ["no_translation", "no_translation"]  # after three evaluations in a row, per direction
+    assert "No translation in AtoB: for 3 evaluations in a row" in runfolder.read_warnings(tmp_path)[0]["message"]
 
 
 def test_the_end_of_training_says_when_the_chosen_epoch_translates_nothing(tmp_path):

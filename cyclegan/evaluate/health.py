@@ -13,7 +13,7 @@ with what to try, when the numbers show a known failure:
   AUC <= 0.3) for two evaluations in a row: it has learnt its training images, not the style;
 * mode collapse: translations vary far less than their inputs (diversity < 0.1);
 * no translation: a generator returns its input nearly unchanged, no nearer the target domain,
-  while the two domains clearly differ (two evaluations in a row, or the chosen epoch at the end);
+  while the two domains clearly differ (three evaluations in a row, or the chosen epoch at the end);
 * over-training: the held-out metric has been worse than the best for a long stretch;
 * divergence: NaN/inf losses (those steps are skipped; many in a row stop training).
 
@@ -43,7 +43,7 @@ COLLAPSE_DIVERSITY = 0.1  # translations ten times less varied than their inputs
 OVERTRAIN_EVALS = 5  # evaluations since the best epoch ...
 OVERTRAIN_MARGIN = 0.05  # ... with the metric at least 5% worse than the best
 NONFINITE_LIMIT = 10  # NaN/inf steps in a row before training stops
-NO_TRANSLATION_EVALS = 2  # evaluations in a row translating nothing (metrics.untranslated) before a warning
+NO_TRANSLATION_EVALS = 3  # evaluations in a row translating nothing (metrics.untranslated) before a warning
 
 
 class WarningSink(Protocol):

@@ -49,10 +49,9 @@ METRICS: tuple[Metric, ...] = (
     # The SWD's sampling noise: its standard deviation over bootstrap resamples of the held-out
     # images. Two epochs closer than this are a tie (the later one is kept in best/).
     Metric("swd_sd", "SWD sd", "", "heldout", ".2f", 8),
-    # The SWD between two halves of the real target images: what sampling noise alone scores, so a
-    # translation near it is as close to the target as the held-out set can tell, and an input near
-    # it means the two domains barely differ.
-    Metric("swd_floor", "SWD floor", "", "heldout", ".2f", 11),
+    # How far the inputs are from the target images, in units of how far target images are from
+    # each other (heldout.HeldOut.domain_gap): about 1, the held-out set cannot tell the domains apart.
+    Metric("domain_gap", "domain gap", "", "heldout", ".2f", 11),
     # Mean |G(x) - x|: how much the generator changed its input at all (0-1 scale).
     Metric("change", "change", "", "heldout", ".4f", 8,
            title="Change made to the input: mean |G(x) - x|", axis="L1, 0-1 scale"),
@@ -178,28 +177,28 @@ def selection_value(flat: Flat, rule: str, epoch: int = 0) -> float | None:
 
 
 # A direction translates nothing when its output barely differs from its input (mean |G(x) - x|
-# below NO_CHANGE on the 0-1 scale) and is no nearer the target domain than the input was (SWD at
-# least NO_PROGRESS of the input's), while the input is far from the target (its SWD at least
-# DOMAIN_GAP times the target's own split-half SWD, the sampling floor): when the two domains barely
+# below NO_CHANGE on the 0-1 scale: the published generator, which redraws every pixel, changes
+# 0.14 or more) and is no nearer the target domain than the input was (SWD at least NO_PROGRESS of
+# the input's), while the domains clearly differ (domain_gap at least DOMAIN_GAP): when they barely
 # differ, returning the input is the right answer. Calibrated on the style suite (BENCHMARKS.md,
 # "The no_translation warning").
-NO_CHANGE = 0.02
+NO_CHANGE = 0.05
 NO_PROGRESS = 0.9
-DOMAIN_GAP = 2.0
+DOMAIN_GAP = 1.25
 
 
 def untranslated(flat: Flat) -> list[str]:
     """The directions that translate nothing (see NO_CHANGE), each with its numbers."""
     found = []
     for d in DIRECTIONS:
-        change, value, baseline, floor = (_number(flat.get(f"val_{k}_{d}"))
-                                          for k in ("change", "swd", "swd_identity", "swd_floor"))
-        if None in (change, value, baseline, floor):
+        change, value, baseline, gap = (_number(flat.get(f"val_{k}_{d}"))
+                                        for k in ("change", "swd", "swd_identity", "domain_gap"))
+        if None in (change, value, baseline, gap):
             continue
-        if change < NO_CHANGE and value >= NO_PROGRESS * baseline and baseline >= DOMAIN_GAP * floor:
-            found.append(f"{d} (outputs differ from their inputs by {change:.4f} on average; SWD {value:.2f} "
-                         f"against the input's {baseline:.2f}, while two halves of the target set differ by "
-                         f"{floor:.2f})")
+        if change < NO_CHANGE and value >= NO_PROGRESS * baseline and gap >= DOMAIN_GAP:
+            found.append(f"{d} (outputs differ from their inputs by {change:.4f} on average; SWD to the target "
+                         f"{value:.2f} against the input's {baseline:.2f}; the inputs are {gap:.1f}x as far from "
+                         "the target images as those are from each other)")
     return found
 
 
