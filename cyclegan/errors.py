@@ -23,3 +23,11 @@ class CheckpointError(CycleGANError):
 
 class DownloadError(CycleGANError):
     """A file that could not be downloaded, or arrived incomplete or different from what was expected."""
+
+
+class RunLockedError(CheckpointError):
+    """A run folder that another trainer is writing."""
+
+
+class DiskFullError(CycleGANError):
+    """A write that failed because the disk (or the user's quota) is full; what was there before is kept."""

@@ -7,6 +7,7 @@ D_A.safetensors       discriminators (latest); D_B.safetensors
 best/                 G_AB/G_BA.safetensors of the best held-out epoch, and meta.json describing it
 epochs/epoch_NNN/     G_AB/G_BA.safetensors of evaluated epochs kept with --keep-epochs
 train_state.pt        networks, optimizers, pools, position: an exact resume (written last)
+train.lock            held (flock) by the one trainer writing the run; it names that trainer's PID
 metrics.csv           one row per logged step or evaluation
 warnings.json         the warnings training raised: [{kind, epoch, step, message, time}]
 samples/epoch_NNN.png the sample grid of each epoch
@@ -21,12 +22,19 @@ and is read with ``torch.load(weights_only=True)``. train_state.pt carries its o
 networks, written last: whatever moment a kill interrupts a save, it and the networks in it agree,
 so resuming is exact even when the *.safetensors beside it were already replaced.
 
+One trainer at a time writes a run folder: ``lock_run`` takes an OS lock (``fcntl.flock``) on
+train.lock, which the kernel drops when the process ends however it ends, so a lock left by a
+kill -9 never blocks. Readers (translate, evaluate, the app) take no lock: atomic renames already
+show them the old file or the new one.
+
 A new file is added here, and run folders written by earlier versions keep loading.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
@@ -45,12 +53,13 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from .config import Config
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DiskFullError, RunLockedError
 
 GENERATORS = ("G_AB", "G_BA")
 DISCRIMINATORS = ("D_A", "D_B")
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
+LOCK_FILE = "train.lock"
 BEST_DIR = "best"
 BEST_META = "meta.json"
 METRICS_FILE = "metrics.csv"
@@ -127,9 +136,10 @@ def _read_json(path: Path) -> Any:
 # --------------------------------------------------------------------------- config.json
 
 def check_new_run_folder(run_dir: str | Path) -> None:
-    """Refuse a run folder that already has files: a run is never overwritten."""
+    """Refuse a run folder that already has files: a run is never overwritten (its lock file, which
+    the new run's trainer holds, does not count)."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise CheckpointError(f"run folder {run_dir} already exists; resume it with `cyclegan train --resume "
                               f"{run_dir}` or choose another --run name")
 
@@ -155,6 +165,45 @@ def load_config(run_dir: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path} is not readable JSON ({exc}); restore it or start a new run") from None
     return Config.from_json(text, source=str(path))
+
+
+# --------------------------------------------------------------------------- train.lock
+
+@contextmanager
+def lock_run(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder's trainer lock for the block (creating the folder); RunLockedError,
+    naming the holder's PID, when another process holds it.
+
+    ``flock`` belongs to the open file, and the kernel releases it when the process dies, so a lock
+    file left by a killed trainer is taken over at once. The PID inside is only a message for the
+    user: whether the lock is held is the kernel's answer, never the file's contents. The file is
+    left in place on release (unlinking it would let two processes lock two different files); a
+    new run's folder that holds nothing else then (training failed before its first file) is
+    removed, so the retry starts clean.
+    """
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise CheckpointError(f"cannot lock {path} ({exc.strerror}); check the folder's permissions") from None
+        raise RunLockedError(f"{run_dir} is being trained by another process (PID {holder}); wait for it to end or "
+                             "stop it first (translate, evaluate and the app can read the run meanwhile)") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            path.unlink(missing_ok=True)
+            run_dir.rmdir()
+        os.close(fd)  # releases the lock
 
 
 # --------------------------------------------------------------------------- weights

@@ -10,11 +10,62 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
+from cyclegan import runfolder
+from cyclegan.errors import RunLockedError
+from cyclegan.train.loop import train
 from cyclegan.train.step import Models, Optimizers
+
+from conftest import small_config
+
+
+def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``cyclegan ARGS`` as a user runs it, in its own process."""
+    return subprocess.run([sys.executable, "-m", "cyclegan", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "TQDM_DISABLE": "1"}, timeout=timeout)
+
+
+def start_cli(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cyclegan", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+
+
+def run_main(capsys, *args) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``cyclegan ARGS`` run in this process (no torch import to pay)."""
+    from cyclegan.cli import main
+
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line(stderr: str) -> str:
+    """The one line a failed command printed (and that it printed only one, with no traceback)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shapes_dir) -> Path:
+    """A finished one-epoch run (trained once per module; tests work on copies)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train(small_config(shapes_dir, epochs=1, epochs_decay=0), run)
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "run"))
 
 
 
@@ -111,3 +162,52 @@ def test_a_cpu_run_resumes_on_cuda_and_steps(config):
         optimizer.step()
     torch.cuda.synchronize()
     assert all(torch.isfinite(p).all() for p in models.G_AB.parameters())
+
+
+# --------------------------------------------------------------------------- 2. two trainers on one run folder
+
+def _wait_for_lock(run: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    lock = run / runfolder.LOCK_FILE
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        if lock.exists() and lock.read_text().strip() == str(process.pid):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the first trainer never took the lock")
+
+
+def test_a_second_trainer_is_refused_by_pid_readers_are_not_and_a_killed_trainers_lock_never_blocks(
+        run, shapes_dir, tmp_path, capsys):
+    """Two real processes: a trainer in a subprocess, and this one as the second trainer and a reader."""
+    first = start_cli("train", "--resume", run, "--epochs", "1000", "-q")
+    try:
+        _wait_for_lock(run, first)
+        before = (run / runfolder.METRICS_FILE).read_bytes()
+        status, _, err = run_main(capsys, "train", "--resume", run, "--epochs", "1000")
+        assert status == 1
+        line = one_line(err)
+        assert f"PID {first.pid}" in line and str(run) in line
+        assert (run / runfolder.METRICS_FILE).read_bytes()[:len(before)] == before  # its rows were not touched
+        status, _, err = run_main(capsys, "translate", "--run", run, "--direction", "AtoB", "--input",
+                                  shapes_dir / "testA", "--output", tmp_path / "out")
+        assert status == 0, err  # a reader is not locked out
+        first.kill()  # kill -9: the lock file stays, naming a dead process
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert (run / runfolder.LOCK_FILE).read_text().strip() == str(first.pid)
+    with runfolder.lock_run(run):  # the kernel released the dead process's lock: taken at once
+        with pytest.raises(RunLockedError, match=f"PID {os.getpid()}"):
+            with runfolder.lock_run(run):  # and held against a second opener, even in the same process
+                pass
+
+
+def test_a_new_run_that_fails_before_its_first_file_leaves_no_folder(tmp_path, shapes_dir):
+    config = small_config(shapes_dir)
+    config.train.domain_a = str(tmp_path / "missing")
+    with pytest.raises(Exception):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -108,11 +108,21 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
 
     ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C does the
     same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
+
+    The run folder is locked for the whole call (``runfolder.lock_run``): a second trainer on the
+    same folder is refused instead of mixing its files with this one's.
     """
     run_dir = Path(run_dir)
-    t = config.train
     world = distributed.world_from_env()  # one process unless launched by torchrun
-    device = distributed.setup(world, select_device(t.device))
+    device = distributed.setup(world, select_device(config.train.device))
+    with runfolder.lock_run(run_dir) if world.is_main else nullcontext():  # rank 0 alone writes the folder
+        return _train(config, run_dir, world, device, resume, should_stop)
+
+
+def _train(config: Config, run_dir: Path, world: distributed.World, device: torch.device, resume: bool,
+           should_stop: Callable[[int], bool] | None) -> Path:
+    """``train``'s body, with the run folder locked."""
+    t = config.train
     if t.tensorboard:
         summary_writer_class()  # a missing package is an error now, before any image is read
     if resume:
