@@ -370,6 +370,10 @@ class RunWarnings:
         self.write = write  # False on the ranks of a distributed run that do not own the run folder
         self.also = also  # handed each new warning too (the TensorBoard log shows them as text)
         self.items: list[dict[str, Any]] = read_warnings(run_dir)
+        # True: keep new warnings in memory until ``release`` (the trainer judges an epoch before
+        # its checkpoint is saved, and writes nothing else before that checkpoint)
+        self.hold = False
+        self._held = False  # a warning came while holding
 
     def add(self, kind: str, epoch: int, step: int, message: str) -> None:
         item = {"kind": kind, "epoch": epoch, "step": step, "message": message,
@@ -386,8 +390,17 @@ class RunWarnings:
             self.items = kept
             self._write()
 
+    def release(self) -> None:
+        """Write the warnings held back since ``hold`` was set, and stop holding."""
+        self.hold = False
+        if self._held:
+            self._held = False
+            self._write()
+
     def _write(self) -> None:
-        if self.write:
+        if self.hold:
+            self._held = True
+        elif self.write:
             _write_json(self.path, self.items)
 
 

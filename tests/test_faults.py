@@ -22,7 +22,8 @@ import torch
 
 from cyclegan import runfolder
 from cyclegan.errors import RunLockedError
-from cyclegan.train.loop import train
+from cyclegan.train import loop
+from cyclegan.train.loop import TrainingDiverged, train
 from cyclegan.train.step import Models, Optimizers
 
 from conftest import small_config
@@ -211,3 +212,65 @@ def test_a_new_run_that_fails_before_its_first_file_leaves_no_folder(tmp_path, s
     with pytest.raises(Exception):
         train(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- 3. NaN/inf weights
+
+def _nan_gradient_on_steps(monkeypatch, steps: set[int]) -> None:
+    """A real NaN gradient: on these training steps (1-based) a hook turns G_AB's first weight's
+    gradient to NaN during the real backward pass. The loss stays finite, so the step is not skipped."""
+    real, calls = loop.train_step, {"n": 0}
+
+    def train_step(models, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] not in steps:
+            return real(models, *args, **kwargs)
+        handle = next(models.G_AB.parameters()).register_hook(lambda grad: grad * float("nan"))
+        try:
+            return real(models, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(loop, "train_step", train_step)
+
+
+def _digests(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*.safetensors"))
+            + [run / runfolder.STATE_FILE]}
+
+
+def test_nan_weights_are_never_saved_over_finite_ones(run, monkeypatch):
+    """The NaN gradient on the last step of epoch 2: the end-of-epoch save refuses, epoch 1 is kept."""
+    before = _digests(run)  # epoch 1 (6 steps), with best/ and its weights
+    config = runfolder.load_config(run)
+    config.train.epochs = 2
+    config.train.keep_epochs = -1
+    _nan_gradient_on_steps(monkeypatch, {6})  # the resumed run's 6th step: step 12, the end of epoch 2
+    with pytest.raises(TrainingDiverged) as caught:
+        train(config, run, resume=True)
+    message = str(caught.value)
+    assert "\n" not in message and "G_AB went NaN/inf" in message and "epoch 1 (step 6) is kept" in message
+    assert "G_BA" not in message.split("went")[0]
+    assert _digests(run) == before  # nothing written over: the generators, D, best/, the state
+    assert not (run / runfolder.EPOCHS_DIR).exists() and runfolder.load_state(run)["step"] == 6
+    monkeypatch.undo()
+    config.train.keep_epochs = 0
+    train(config, run, resume=True)  # and the kept checkpoint resumes
+    assert runfolder.load_state(run)["step"] == 12
+
+
+def test_scattered_skipped_steps_stop_an_epoch(tmp_path, shapes_dir, monkeypatch):
+    """Every other step with a real NaN loss: never two in a row, but half the epoch, so training stops."""
+    from cyclegan.train import step
+
+    real, calls = step.cycle_loss, {"n": 0}
+
+    def cycle_loss(*args, **kwargs):  # called twice a step: NaN on steps 1, 3, 5, ...
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] % 4 == 1 else loss
+
+    monkeypatch.setattr(step, "cycle_loss", cycle_loss)
+    with pytest.raises(TrainingDiverged, match=r"3 of the epoch's 6 steps had NaN/inf losses \(more than 25%\)"):
+        train(small_config(shapes_dir, epochs=3, epochs_decay=0), tmp_path / "run")
+    assert runfolder.load_state(tmp_path / "run")["step"] == 6  # stopped after epoch 1, with a checkpoint
