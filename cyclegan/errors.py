@@ -4,6 +4,8 @@ The CLI catches ``CycleGANError`` and prints its message on one line; anything e
 keeps its traceback. Messages name the file or value at fault and what to do about it.
 """
 
+import errno
+
 
 class CycleGANError(Exception):
     """A problem the user can fix: bad input, a bad flag, a broken run folder."""
@@ -31,3 +33,11 @@ class RunLockedError(CheckpointError):
 
 class DiskFullError(CycleGANError):
     """A write that failed because the disk (or the user's quota) is full; what was there before is kept."""
+
+    @classmethod
+    def of(cls, exc: BaseException, path: object) -> "DiskFullError | None":
+        """The one-line error for ``exc`` when it is a full disk while writing ``path`` (None otherwise)."""
+        if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        return cls(f"disk full while writing {path} ({exc.strerror}); nothing was left half-written and the previous "
+                   "file, if any, is kept: free some space and run the command again")

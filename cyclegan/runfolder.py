@@ -85,10 +85,16 @@ _UMASK = _current_umask()
 # --------------------------------------------------------------------------- atomic writes
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    On a full disk the temporary file is removed and DiskFullError names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DiskFullError.of(exc, path) or exc from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -96,8 +102,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = DiskFullError.of(exc, path)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -116,8 +125,11 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = DiskFullError.of(exc, path)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -196,8 +208,11 @@ def lock_run(run_dir: str | Path) -> Iterator[None]:
         raise RunLockedError(f"{run_dir} is being trained by another process (PID {holder}); wait for it to end or "
                              "stop it first (translate, evaluate and the app can read the run meanwhile)") from None
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk now would lose the training to come: say so before it starts
+            raise DiskFullError.of(exc, path) or exc from None
         yield
     finally:
         if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
@@ -456,8 +471,12 @@ class MetricsLog:
             self.columns += new
             self._rewrite()
             return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns, lineterminator="\n").writerow(row)
+        try:
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, self.columns, lineterminator="\n").writerow(row)
+        except OSError as exc:  # a row cut short is dropped by readers and repaired by the next run
+            self._damaged = True
+            raise DiskFullError.of(exc, self.path) or exc from None
 
     def append_or_merge(self, row: dict[str, Any]) -> None:
         """Append ``row``, or fill it into the last row when that one is for the same step.

@@ -9,8 +9,10 @@ one line, not a traceback.
 from __future__ import annotations
 
 import copy
+import errno
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import pytest
 import torch
 
 from cyclegan import runfolder
-from cyclegan.errors import RunLockedError
+from cyclegan.errors import DiskFullError, RunLockedError
 from cyclegan.train import loop
 from cyclegan.train.loop import TrainingDiverged, train
 from cyclegan.train.step import Models, Optimizers
@@ -49,11 +51,15 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
     return status, out, err
 
 
+_PROGRESS = re.compile(r"\d+/\d+ \[[^\]]*(it/s|s/it|\?)")
+
+
 def one_line(stderr: str) -> str:
     """The one line a failed command printed (and that it printed only one, with no traceback)."""
-    lines = stderr.strip().splitlines()
+    # a progress bar's redraws end in carriage returns, and its last one is blanked out: not lines
+    lines = [line for line in re.split(r"[\r\n]", stderr) if line.strip() and not _PROGRESS.search(line)]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
+    return lines[0].strip()
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +280,94 @@ def test_scattered_skipped_steps_stop_an_epoch(tmp_path, shapes_dir, monkeypatch
     with pytest.raises(TrainingDiverged, match=r"3 of the epoch's 6 steps had NaN/inf losses \(more than 25%\)"):
         train(small_config(shapes_dir, epochs=3, epochs_decay=0), tmp_path / "run")
     assert runfolder.load_state(tmp_path / "run")["step"] == 6  # stopped after epoch 1, with a checkpoint
+
+
+# --------------------------------------------------------------------------- 4. the disk fills
+
+FREE_BYTES = 16 * 1024  # what a full disk leaves: room for the lock and a metrics row, not for weights
+
+
+@pytest.fixture
+def small_disk(tmp_path, monkeypatch):
+    """A folder on a real 64 MiB tmpfs (root, where mounting is allowed), and ``fill()`` to leave it
+    FREE_BYTES free and ``free()`` to give the space back. Elsewhere: a plain folder where, once
+    filled, every fsync of a file in it fails with ENOSPC, as the kernel reports a full disk."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    filler = disk / "filler"
+
+    class Disk:
+        path, real = disk, mounted
+
+        @staticmethod
+        def fill() -> None:
+            if mounted:
+                stats = os.statvfs(disk)
+                with open(filler, "wb") as f:
+                    f.write(b"\0" * (stats.f_bavail * stats.f_frsize - FREE_BYTES))
+                return
+            real_fsync = os.fsync
+
+            def fsync(fd: int) -> None:
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(str(disk)):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                real_fsync(fd)
+
+            monkeypatch.setattr(os, "fsync", fsync)
+
+        @staticmethod
+        def free() -> None:
+            filler.unlink(missing_ok=True)
+            monkeypatch.undo()
+
+    yield Disk
+    if mounted:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if ".tmp" in p.name or p.name.endswith(".part")]
+
+
+def test_a_full_disk_during_training_is_one_line_keeps_the_checkpoint_and_resumes_once_freed(
+        trained, small_disk, capsys):
+    run = Path(shutil.copytree(trained, small_disk.path / "run"))
+    before = _digests(run)
+    small_disk.fill()
+    status, _, err = run_main(capsys, "train", "--resume", run, "--epochs", "2")
+    assert status == 1
+    line = one_line(err)
+    assert line.startswith("error: disk full while writing ") and str(run) in line
+    assert _digests(run) == before and not _temporaries(run)  # the last good checkpoint, intact
+    small_disk.free()
+    status, _, err = run_main(capsys, "train", "--resume", run, "--epochs", "2")  # space is back: it continues
+    assert status == 0, err
+    assert runfolder.load_state(run)["step"] == 12
+
+
+def test_the_checkpoint_is_saved_before_the_epochs_extras_which_may_fail(run, monkeypatch):
+    """The extras (here the sample grid) fail on a full disk: the epoch's checkpoint is on disk already."""
+    def no_space(path, columns):
+        raise DiskFullError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
+
+    monkeypatch.setattr(loop, "save_sample_grid", no_space)
+    config = runfolder.load_config(run)
+    config.train.epochs = 2
+    with pytest.raises(DiskFullError, match="disk full while writing .*epoch_002.png"):
+        train(config, run, resume=True)
+    assert runfolder.load_state(run)["step"] == 12  # epoch 2's training was saved
+    assert runfolder.weights_step(runfolder.weights_path(run, "G_AB")) == 12
+
+
+def test_translate_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(trained, shapes_dir, small_disk,
+                                                                             capsys):
+    out = small_disk.path / "out"
+    out.mkdir()
+    small_disk.fill()
+    status, _, err = run_main(capsys, "-q", "translate", "--run", trained, "--direction", "AtoB", "--input",
+                              shapes_dir / "trainA", "--output", out)
+    line = one_line(err)
+    assert status == 1 and line.startswith("error: disk full while writing ") and str(out) in line
+    assert not _temporaries(out)

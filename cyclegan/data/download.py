@@ -32,7 +32,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError, DownloadError
+from ..errors import DataError, DiskFullError, DownloadError
 
 log = logging.getLogger(__name__)
 
@@ -177,20 +177,24 @@ def _transfer(url: str, part: Path, progress: bool, suffix: str) -> int | None:
                 log.info("the server does not resume downloads; starting %s over", url)
             offset, mode = 0, "wb"
             total = int(length) if length and length.isdigit() else None
-        with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                           unit_divisor=1024, desc=part.name.removesuffix(".part"), leave=False,
-                                           **({} if progress else {"disable": True})) as bar:  # TQDM_DISABLE too
-            while True:
-                try:
-                    chunk = response.read(_CHUNK)
-                except (http.client.HTTPException, OSError) as exc:  # reset, timeout, incomplete chunk
-                    raise _Dropped(str(exc) or type(exc).__name__) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                               unit_divisor=1024, desc=part.name.removesuffix(".part"), leave=False,
+                                               **({} if progress else {"disable": True})) as bar:  # TQDM_DISABLE too
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK)
+                    except (http.client.HTTPException, OSError) as exc:  # reset, timeout, incomplete chunk
+                        raise _Dropped(str(exc) or type(exc).__name__) from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:  # a write failed: how much of the last chunk reached the disk is not known,
+            discard_download(part)  # so the .part is not one to resume from
+            raise DiskFullError.of(exc, part) or DownloadError(f"cannot write {part} ({exc}){suffix}") from None
     got = _size(part)
     if total is not None and got < total:
         raise _Dropped(f"connection closed after {got} of {total} bytes")
@@ -255,7 +259,7 @@ def safe_extract(archive: Path, folder: Path) -> None:
         raise DataError(f"{archive} is damaged or not a zip archive ({exc}); delete it and download it "
                         "again") from None
     except OSError as exc:  # a member that is both a file and a folder, a full disk
-        raise DataError(f"cannot extract {archive} ({exc})") from None
+        raise DiskFullError.of(exc, folder) or DataError(f"cannot extract {archive} ({exc})") from None
 
 
 def move_into_place(new: Path, target: Path, overwrite: bool) -> None:
