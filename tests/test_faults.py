@@ -29,6 +29,7 @@ from cyclegan.train.loop import TrainingDiverged, train
 from cyclegan.train.step import Models, Optimizers
 
 from conftest import small_config
+from test_download import server  # noqa: F401  (the fixture: a local mirror with Range support)
 
 
 def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -371,3 +372,14 @@ def test_translate_on_a_full_disk_is_one_line_and_leaves_no_temporary_file(train
     line = one_line(err)
     assert status == 1 and line.startswith("error: disk full while writing ") and str(out) in line
     assert not _temporaries(out)
+
+
+def test_a_download_onto_a_full_disk_is_one_line_and_leaves_no_part_file(server, small_disk, capsys):  # noqa: F811
+    server.files["/datasets/horse2zebra.zip"] = os.urandom(256 * 1024)
+    out = small_disk.path / "datasets"
+    out.mkdir()
+    small_disk.fill()
+    status, _, err = run_main(capsys, "-q", "download", "dataset", "horse2zebra", "--out", out)
+    line = one_line(err)
+    assert status == 1 and line.startswith("error: disk full while writing ") and "horse2zebra.zip.part" in line
+    assert list(out.iterdir()) == []  # no .part, no .download folder
