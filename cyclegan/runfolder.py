@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -257,10 +258,13 @@ def keep_epoch(run_dir: str | Path, epoch: int, generators: dict[str, nn.Module]
             epoch_dir(run_dir, old).rmdir()
 
 
-def save_weights(net: nn.Module, path: Path, step: int, **metadata: str) -> None:
-    """One network as safetensors; ``step`` goes into the metadata to check a set is consistent."""
+def save_weights(net: nn.Module, path: Path, step: int, **metadata: str) -> bytes:
+    """One network as safetensors; ``step`` goes into the metadata to check a set is consistent.
+    Returns the bytes written."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    atomic_write_bytes(path, safetensors_save(state, metadata={"step": str(step), **metadata}))
+    data = safetensors_save(state, metadata={"step": str(step), **metadata})
+    atomic_write_bytes(path, data)
+    return data
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -354,18 +358,50 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
 def save_best(run_dir: str | Path, generators: dict[str, nn.Module], meta: dict[str, Any]) -> None:
     """Write the best epoch's generators to ``best/`` and, last, ``best/meta.json`` describing them.
 
-    Each file is replaced atomically; meta.json's ``step`` matches the step stored in both weight
-    files, so a reader can tell a complete set from one cut short by a crash.
+    Each file is replaced atomically, but a kill between them can leave a pair from two epochs, so
+    meta.json records what each generator file must be (``files``: name -> size and SHA-256) and
+    ``check_best`` refuses any other pair.
     """
+    files = {}
     for name, net in generators.items():
-        save_weights(net, weights_path(run_dir, name, best=True), meta["step"])
-    _write_json(Path(run_dir) / BEST_DIR / BEST_META, meta)
+        path = weights_path(run_dir, name, best=True)
+        data = save_weights(net, path, meta["step"])
+        files[path.name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    _write_json(Path(run_dir) / BEST_DIR / BEST_META, {**meta, "files": files})
 
 
 def read_best(run_dir: str | Path) -> dict[str, Any] | None:
-    """``best/meta.json`` (epoch, step, metric, value, metrics), or None if there is no usable one."""
+    """``best/meta.json`` (epoch, step, metric, value, metrics, files), or None if there is no usable one."""
     meta = _read_json(Path(run_dir) / BEST_DIR / BEST_META)
     return meta if isinstance(meta, dict) and {"epoch", "metric", "value"} <= meta.keys() else None
+
+
+def check_best(run_dir: str | Path) -> None:
+    """Raise CheckpointError unless best/'s generator files are the ones best/meta.json describes.
+
+    meta.json is written last, so a save cut short leaves files it does not describe. Folders from
+    before ``files`` was recorded are checked by the step stored in each weight file.
+    """
+    folder = Path(run_dir) / BEST_DIR
+    meta = read_best(run_dir)
+    what = ("delete best/ and use the latest weights (drop --best), or train on: the next best epoch rewrites "
+            "best/ whole")
+    if meta is None:
+        raise CheckpointError(f"{folder / BEST_META} is missing or unreadable, so best/'s generators cannot be told "
+                              f"apart from a save cut short; {what}")
+    for name in GENERATORS:
+        path = folder / f"{name}.safetensors"
+        if not path.exists():
+            continue
+        expected = (meta.get("files") or {}).get(path.name)
+        if isinstance(expected, dict):
+            data = path.read_bytes()
+            good = len(data) == expected.get("size") and hashlib.sha256(data).hexdigest() == expected.get("sha256")
+        else:
+            good = meta.get("step") is None or weights_step(path) == meta["step"]
+        if not good:
+            raise CheckpointError(f"{path} is not the file {folder / BEST_META} describes (epoch {meta['epoch']}): "
+                                  f"a save of best/ was cut short and the pair is mixed; {what}")
 
 
 # --------------------------------------------------------------------------- warnings.json

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import errno
 import itertools
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ import pytest
 import torch
 
 from cyclegan import runfolder
-from cyclegan.errors import DiskFullError, RunLockedError
+from cyclegan.errors import CheckpointError, DiskFullError, RunLockedError
 from cyclegan.train import loop
 from cyclegan.train.loop import TrainingDiverged, train
 from cyclegan.train.step import Models, Optimizers
@@ -383,3 +384,32 @@ def test_a_download_onto_a_full_disk_is_one_line_and_leaves_no_part_file(server,
     line = one_line(err)
     assert status == 1 and line.startswith("error: disk full while writing ") and "horse2zebra.zip.part" in line
     assert list(out.iterdir()) == []  # no .part, no .download folder
+
+
+# --------------------------------------------------------------------------- 5. best/ as a pair
+
+def test_a_best_pair_cut_short_is_refused_in_one_line(run, shapes_dir, tmp_path, capsys):
+    translate = ["translate", "--run", run, "--direction", "both", "--input", shapes_dir / "testA", "--best"]
+    status, _, err = run_main(capsys, *translate, "--output", tmp_path / "good")
+    assert status == 0, err  # the pair as saved
+    meta = runfolder.read_best(run)
+    assert set(meta["files"]) == {"G_AB.safetensors", "G_BA.safetensors"}
+    # what a kill after the first generator file of the next best epoch leaves: a new G_AB beside the old G_BA
+    config = runfolder.load_config(run)
+    newer = Models.build(config, torch.device("cpu")).G_AB
+    runfolder.save_weights(newer, runfolder.weights_path(run, "G_AB", best=True), step=meta["step"])
+    status, _, err = run_main(capsys, *translate, "--output", tmp_path / "mixed")
+    line = one_line(err)
+    assert status == 1 and "G_AB.safetensors is not the file" in line and "mixed" in line
+    assert not (tmp_path / "mixed").exists()
+
+
+def test_a_best_folder_from_before_file_hashes_is_checked_by_step(run):
+    meta = runfolder.read_best(run)
+    del meta["files"]
+    (run / runfolder.BEST_DIR / runfolder.BEST_META).write_text(json.dumps(meta))
+    runfolder.check_best(run)  # the pair agrees on its step
+    net = Models.build(runfolder.load_config(run), torch.device("cpu")).G_BA
+    runfolder.save_weights(net, runfolder.weights_path(run, "G_BA", best=True), step=meta["step"] + 6)
+    with pytest.raises(CheckpointError, match="G_BA.safetensors is not the file"):
+        runfolder.check_best(run)
