@@ -536,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
-        return 130
+        return exc.exit_status  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
     except CycleGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -413,3 +414,25 @@ def test_a_best_folder_from_before_file_hashes_is_checked_by_step(run):
     runfolder.save_weights(net, runfolder.weights_path(run, "G_BA", best=True), step=meta["step"] + 6)
     with pytest.raises(CheckpointError, match="G_BA.safetensors is not the file"):
         runfolder.check_best(run)
+
+
+# --------------------------------------------------------------------------- 8. SIGTERM
+
+def test_sigterm_saves_at_the_next_step_and_exits_143(run):
+    trainer = start_cli("train", "--resume", run, "--epochs", "1000")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(int(row["step"]) > 6 for row in runfolder.read_metrics(run)):  # in the loop, past the resume
+            assert trainer.poll() is None and time.monotonic() < deadline, trainer.stderr.read()
+            time.sleep(0.1)
+        trainer.send_signal(signal.SIGTERM)
+        _, err = trainer.communicate(timeout=120)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    assert trainer.returncode == 143
+    line = [line for line in err.splitlines() if line.startswith("interrupted")]
+    assert len(line) == 1 and "on SIGTERM" in line[0] and "Traceback" not in err
+    step = runfolder.load_state(run)["step"]
+    assert step > 6 and runfolder.weights_step(runfolder.weights_path(run, "G_AB")) == step

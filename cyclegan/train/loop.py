@@ -46,7 +46,14 @@ SAMPLE_COUNT = 4  # rows in each epoch's sample grid
 
 
 class TrainingInterrupted(CycleGANError):
-    """Training stopped on request (Ctrl-C) after saving a resumable checkpoint."""
+    """Training stopped on request (Ctrl-C, SIGTERM, the app) after saving a resumable checkpoint.
+
+    ``exit_status`` is what a shell reports for the signal that asked: 130 (SIGINT) or 143 (SIGTERM).
+    """
+
+    def __init__(self, message: str, exit_status: int = 128 + signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class TrainingDiverged(CycleGANError):
@@ -108,8 +115,8 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
 
     To resume, pass the run's saved config (see ``merge_resume_config``) and ``resume=True``.
 
-    ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C does the
-    same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
+    ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C and
+    SIGTERM do the same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
 
     The run folder is locked for the whole call (``runfolder.lock_run``): a second trainer on the
     same folder is refused instead of mixing its files with this one's.
@@ -172,7 +179,7 @@ def _train(config: Config, run_dir: Path, world: distributed.World, device: torc
     run.nets = prepare_for_training(models, config, device, autocast)
 
     stop = {"stop": False}
-    with _stop_on_sigint(stop), closing(tensorboard) if tensorboard else nullcontext():
+    with _stop_on_signals(stop), closing(tensorboard) if tensorboard else nullcontext():
         while run.epoch < run.total_epochs:
             lr = t.lr * lr_factor(run.epoch, t.epochs, t.epochs_decay)
             for optimizer in (run.opt.G, run.opt.D):
@@ -243,7 +250,7 @@ def _restore(run: Run, state: dict) -> None:
 
 
 def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | None, shard_length: int, lr: float,
-                     stop: dict[str, bool], should_stop: Callable[[int], bool] | None) -> None:
+                     stop: dict[str, int], should_stop: Callable[[int], bool] | None) -> None:
     """The steps of one epoch, from where a resume left it; losses to metrics.csv every log_every
     steps. Raises TrainingDiverged or TrainingInterrupted after saving a checkpoint."""
     t, world, device = run.config.train, run.world, run.device
@@ -295,8 +302,11 @@ def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | Non
             bar.close()
             save_checkpoint(run)
             distributed.cleanup()
-            raise TrainingInterrupted(f"stopped at epoch {run.epoch + 1}, step {run.step}; checkpoint saved, continue "
-                                      f"with `cyclegan train --resume {run.run_dir}`")
+            asked = stop.get("signal", signal.SIGINT)
+            raise TrainingInterrupted(f"stopped at epoch {run.epoch + 1}, step {run.step}"
+                                      + (" on SIGTERM" if asked == signal.SIGTERM else "")
+                                      + f"; checkpoint saved, continue with `cyclegan train --resume {run.run_dir}`",
+                                      exit_status=128 + asked)
     bar.close()
     run.clock.pause()
     reason = _too_many_skipped(run, epoch_end=True)
@@ -513,29 +523,38 @@ def _diverged(run: Run, reason: str) -> TrainingDiverged:
 
 
 @contextmanager
-def _stop_on_sigint(flag: dict[str, bool]) -> Iterator[None]:
-    """First Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
+def _stop_on_signals(flag: dict) -> Iterator[None]:
+    """The first Ctrl-C (SIGINT) or SIGTERM (a job scheduler, ``docker stop``) asks the loop to stop
+    after the current step, saving a checkpoint; ``flag["signal"]`` records which came. A second
+    one stops at once."""
+    asked = (signal.SIGINT, signal.SIGTERM)
     try:
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in asked}
     except ValueError:  # not the main thread: no signal handling possible
         yield
         return
 
     def handler(signum, frame):  # noqa: ARG001
         if flag["stop"]:
+            if signum == signal.SIGTERM:
+                raise SystemExit(128 + signum)
             raise KeyboardInterrupt
         flag["stop"] = True
-        log.warning("Stopping after this step and saving a resumable checkpoint (Ctrl-C again to abort)")
+        flag["signal"] = signum
+        log.warning("Stopping after this step and saving a resumable checkpoint (%s again to abort)",
+                    "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
 
     try:
-        signal.signal(signal.SIGINT, handler)
+        for signum in asked:
+            signal.signal(signum, handler)
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def check_new_run(config: Config, run_dir: Path) -> None:
@@ -595,7 +614,7 @@ def _restore_pools(pools: tuple[ImagePool, ImagePool], state: dict, world: distr
                  world.rank, len(saved))
 
 
-def _stop_now(stop: dict[str, bool], step: int, should_stop: Callable[[int], bool] | None,
+def _stop_now(stop: dict[str, int], step: int, should_stop: Callable[[int], bool] | None,
               world: distributed.World, log_every: int, device: torch.device) -> bool:
     """Whether to stop after this step. Alone: as soon as asked. With several ranks all must stop at
     the same step, so the ranks agree only at logging steps (one tiny all-reduce, no per-step sync)."""
