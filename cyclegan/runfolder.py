@@ -350,6 +350,12 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
     missing = sorted(_STATE_KEYS - state.keys()) if isinstance(state, dict) else sorted(_STATE_KEYS)
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}; this run cannot be resumed, start a new one")
+    malformed = [k for k in ("epoch", "batch", "step")
+                 if not isinstance(state[k], int) or isinstance(state[k], bool) or state[k] < 0]
+    malformed += [k for k in ("models", "opt_G", "opt_D") if not isinstance(state[k], dict)]
+    if malformed:
+        raise CheckpointError(f"{path} has malformed {', '.join(malformed)}; this run cannot be resumed, start a new "
+                              "one")
     return state
 
 

@@ -436,3 +436,40 @@ def test_sigterm_saves_at_the_next_step_and_exits_143(run):
     assert len(line) == 1 and "on SIGTERM" in line[0] and "Traceback" not in err
     step = runfolder.load_state(run)["step"]
     assert step > 6 and runfolder.weights_step(runfolder.weights_path(run, "G_AB")) == step
+
+
+# --------------------------------------------------------------------------- 7. malformed run files
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda c: c.update(model="resnet"), "'model' must be a JSON object"),
+    (lambda c: c["model"].update(ngf="64"), "model.ngf must be a whole number, got '64'"),
+    (lambda c: c["train"].update(lr=None), "train.lr must be a number, got None"),
+    (lambda c: c["train"].update(flip=1), "train.flip must be true or false, got 1"),
+])
+def test_a_malformed_config_is_one_line_and_the_app_lists_the_run_as_unusable(run, shapes_dir, tmp_path, capsys,
+                                                                                edit, named):
+    from cyclegan.app.catalog import inspect_run
+
+    config = json.loads((run / runfolder.CONFIG_FILE).read_text())
+    edit(config)
+    (run / runfolder.CONFIG_FILE).write_text(json.dumps(config))
+    status, _, err = run_main(capsys, "translate", "--run", run, "--direction", "AtoB", "--input",
+                              shapes_dir / "testA", "--output", tmp_path / "out")
+    line = one_line(err)
+    assert status == 1 and named in line and str(run / runfolder.CONFIG_FILE) in line
+    info = inspect_run(run)
+    assert not info.usable and named in info.reason
+
+
+@pytest.mark.parametrize("edit,named", [
+    (lambda s: s.update(epoch="1"), "malformed epoch"),
+    (lambda s: s.update(opt_G={"state": {}, "param_groups": []}), "optimizer or pool state that does not fit"),
+    (lambda s: s.update(pools=[{"A": {"images": "x"}}]), "optimizer or pool state that does not fit"),
+])
+def test_a_malformed_train_state_is_one_line(run, capsys, edit, named):
+    state = runfolder.load_state(run)
+    edit(state)
+    torch.save(state, run / runfolder.STATE_FILE)
+    status, _, err = run_main(capsys, "train", "--resume", run, "--epochs", "2")
+    line = one_line(err)
+    assert status == 1 and named in line and str(run / runfolder.STATE_FILE) in line

@@ -26,7 +26,7 @@ from ..config import RESUMABLE_OVERRIDES, Config, validate
 from ..data.dataset import ImageCache, UnpairedDataset, epoch_batches, epoch_indices, eval_tensor
 from ..data.folders import find_images, heldout_for
 from ..devices import Autocast, autocast_for, channels_last_wanted, select_device
-from ..errors import ConfigError, CycleGANError
+from ..errors import CheckpointError, ConfigError, CycleGANError
 from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor, nonfinite_networks
 from ..evaluate.heldout import HeldOut, evaluate_heldout
 from ..evaluate.inception import inception_network
@@ -230,12 +230,17 @@ def _restore(run: Run, state: dict) -> None:
     checkpoint was being written can leave those one save ahead of the optimizer state. Rows and
     warnings logged after the saved step belong to training that is now redone.
     """
+    path = run.run_dir / runfolder.STATE_FILE
     for name, net in run.models.named().items():
         saved = state["models"].get(name, {})
-        runfolder.check_state_dict(net, saved, run.run_dir / runfolder.STATE_FILE)
+        runfolder.check_state_dict(net, saved if isinstance(saved, dict) else {}, path)
         net.load_state_dict(saved)
-    run.opt.load_state_dict(state["opt_G"], state["opt_D"])
-    _restore_pools(run.pools, state, run.world, run.device)
+    try:
+        run.opt.load_state_dict(state["opt_G"], state["opt_D"])
+        _restore_pools(run.pools, state, run.world, run.device)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a bad state
+        raise CheckpointError(f"{path} holds optimizer or pool state that does not fit this run ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())}); this run cannot be resumed exactly, start a new one") from None
     run.epoch, run.step = state["epoch"], state["step"]
     run.saved = (state["epoch"], state["batch"], state["step"])
     run.started -= state.get("elapsed", 0.0)  # metrics.csv's seconds go on from the time already trained
