@@ -473,3 +473,46 @@ def test_a_malformed_train_state_is_one_line(run, capsys, edit, named):
     status, _, err = run_main(capsys, "train", "--resume", run, "--epochs", "2")
     line = one_line(err)
     assert status == 1 and named in line and str(run / runfolder.STATE_FILE) in line
+
+
+# --------------------------------------------------------------------------- 6. overwrites that delete data
+
+def test_translate_never_writes_over_its_input(trained, shapes_dir, tmp_path, capsys):
+    folder = Path(shutil.copytree(shapes_dir / "testA", tmp_path / "photos"))
+    photo = sorted(folder.iterdir())[0]
+    original = photo.read_bytes()
+    status, _, err = run_main(capsys, "translate", "--run", trained, "--direction", "AtoB", "--input", photo,
+                              "--output", folder, "--overwrite")
+    line = one_line(err)
+    assert status == 1 and f"the output {photo} would replace an input" in line
+    assert photo.read_bytes() == original
+
+
+def test_translate_never_writes_a_clip_over_itself(trained, tmp_path, capsys):
+    pytest.importorskip("av")
+    from cyclegan.data.synthetic import pan_frames
+    from test_video import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", pan_frames(4, size=32))
+    original = clip.read_bytes()
+    status, _, err = run_main(capsys, "translate", "--run", trained, "--direction", "AtoB", "--input", clip,
+                              "--output", clip, "--overwrite")
+    assert status == 1 and "would replace an input" in one_line(err) and clip.read_bytes() == original
+
+
+def test_overwrite_deletes_only_a_folder_the_same_command_made(trained, tmp_path, capsys):
+    run = Path(shutil.copytree(trained, tmp_path / "run"))
+    before = _digests(run)
+    status, _, err = run_main(capsys, "make-dataset", "--out", run, "--n-train", "1", "--n-test", "0",
+                              "--size", "32", "--overwrite")
+    assert status == 1 and "not made by `cyclegan make-dataset`" in one_line(err)
+    status, _, err = run_main(capsys, "-q", "download", "model", "horse2zebra", "--out", run, "--overwrite",
+                              "--base-url", "http://127.0.0.1:9")  # refused before any download is tried
+    assert status == 1 and "not made by `cyclegan download model`" in one_line(err)
+    assert _digests(run) == before  # the trained run is untouched
+    made = tmp_path / "made"
+    for n_train in (1, 2):  # a folder make-dataset made is replaced
+        status, _, err = run_main(capsys, "make-dataset", "--out", made, "--n-train", n_train, "--n-test", "0",
+                                  "--size", "32", "--overwrite")
+        assert status == 0, err
+    assert len(list((made / "trainA").iterdir())) == 2

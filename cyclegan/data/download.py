@@ -11,7 +11,7 @@ later), its size checked against what the server announced and the catalogue's s
 where they are known, and only then renamed to its final name. ``download_dataset`` then extracts
 the zip into a temporary folder in the same place, refusing any member that would land outside it
 (an absolute path, ``..``, a link), and renames it into place; an existing dataset is replaced only
-with ``overwrite``. A damaged archive leaves nothing behind.
+with ``overwrite``, and only one that this command made (folders.MADE_BY). A damaged archive leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError, DiskFullError, DownloadError
+from .folders import check_replaceable, mark_made
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ RETRY_WAIT = 1.0  # seconds before the first resumption (doubling)
 TIMEOUT = 30.0  # seconds without a byte before a connection counts as dropped
 _CHUNK = 1 << 20
 _SPLITS = ("trainA", "trainB", "testA", "testB")
+DATASET_COMMAND = "download dataset"  # the command whose --overwrite may replace a folder it made
 
 
 @dataclass(frozen=True)
@@ -262,13 +264,16 @@ def safe_extract(archive: Path, folder: Path) -> None:
         raise DiskFullError.of(exc, folder) or DataError(f"cannot extract {archive} ({exc})") from None
 
 
-def move_into_place(new: Path, target: Path, overwrite: bool) -> None:
-    """Rename folder ``new`` to ``target`` (same file system); an existing ``target`` only with ``overwrite``."""
+def move_into_place(new: Path, target: Path, overwrite: bool, command: str) -> None:
+    """Rename folder ``new`` to ``target`` (same file system), marked as made by ``cyclegan COMMAND``;
+    an existing ``target`` only with ``overwrite``, and only one that the same command made."""
+    mark_made(new, command)
     if not target.exists():
         os.rename(new, target)
         return
     if not overwrite:
         raise DataError(f"{target} exists; pass --overwrite to replace it")
+    check_replaceable(target, command)
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
     os.rename(target, old / target.name)
     os.rename(new, target)
@@ -294,13 +299,15 @@ def install_archive(archive: str | Path, target: str | Path, overwrite: bool = F
     archive, target = Path(archive), Path(target)
     if target.exists() and not overwrite:
         raise DataError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists():
+        check_replaceable(target, DATASET_COMMAND)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         extracted = work / "extracted"
         extracted.mkdir()
         safe_extract(archive, extracted)
-        move_into_place(_dataset_root(extracted, archive), target, overwrite)
+        move_into_place(_dataset_root(extracted, archive), target, overwrite, DATASET_COMMAND)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
@@ -314,6 +321,8 @@ def download_dataset(name: str, out: str | Path = "datasets", *, base: str | Non
     target = out / name
     if target.exists() and not overwrite:
         raise DataError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists():
+        check_replaceable(target, DATASET_COMMAND)  # before a download that could not be used
     if from_file is not None:
         archive = Path(from_file)
         if not archive.is_file():

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from ..errors import DataError
+from .folders import check_replaceable, mark_made
 
 # scikit-image's colour photographs of natural scenes, people, animals and objects (grayscale ones,
 # scans and microscopy left out: a style benchmark wants ordinary photos).
@@ -95,7 +96,8 @@ def make_photos_dataset(out: str | Path, *, n_train: int = 300, n_test: int = 50
                         overwrite: bool = False) -> Path:
     """Write trainA, trainB, testA, testB, gt/AtoB and gt/BtoA under ``out``; returns ``out``.
 
-    Refuses to write into a non-empty folder unless ``overwrite`` (which replaces it).
+    Refuses to write into a non-empty folder unless ``overwrite``, which replaces only a folder
+    that make-dataset made (its MADE_BY marker says so).
     """
     out = Path(out)
     photos = load_photos()
@@ -107,7 +109,9 @@ def make_photos_dataset(out: str | Path, *, n_train: int = 300, n_test: int = 50
         if not overwrite:
             raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it "
                             "or choose another --out")
+        check_replaceable(out, "make-dataset")
         shutil.rmtree(out)
+    mark_made(out, "make-dataset")
     names = sorted(photos)
     plan = [("trainA", n_train, "train", None), ("trainB", n_train, "train", None),
             ("testA", n_test, "test", "gt/AtoB"), ("testB", n_test, "test", "gt/BtoA")]

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from .folders import check_replaceable, mark_made
 
 PALETTE_A = np.array([(210, 50, 50), (50, 160, 60), (50, 80, 210)], dtype=np.float64)
 PALETTE_B = np.array([(230, 120, 40), (40, 160, 150), (130, 70, 210)], dtype=np.float64)
@@ -123,7 +124,8 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
                  overwrite: bool = False) -> Path:
     """Write trainA, trainB, testA, testB, gt/AtoB and gt/BtoA under ``out``; returns ``out``.
 
-    Refuses to write into a non-empty folder unless ``overwrite`` (which replaces it).
+    Refuses to write into a non-empty folder unless ``overwrite``, which replaces only a folder
+    that make-dataset made (its MADE_BY marker says so).
     """
     out = Path(out)
     if n_train < 1 or n_test < 0 or size < 32:
@@ -132,7 +134,9 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
         if not overwrite:
             raise DataError(f"{out} already exists and is not empty; pass --overwrite to replace it "
                             "or choose another --out")
+        check_replaceable(out, "make-dataset")
         shutil.rmtree(out)
+    mark_made(out, "make-dataset")
     # One independent stream per split, so changing n_test does not change the training images.
     splits = ("trainA", "trainB", "testA", "testB")
     streams = {name: np.random.default_rng([seed, i]) for i, name in enumerate(splits)}

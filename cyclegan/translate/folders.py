@@ -135,6 +135,7 @@ def plan_jobs(input_path: Path, output_dir: Path, options: FolderOptions) -> tup
         indices = [i for i, (source, _) in enumerate(inputs) if is_video(source) == videos]
         names.update(zip(indices, output_names([inputs[i][1] for i in indices], kind_suffix)))
     jobs, skipped = [], 0
+    sources = {source.resolve() for source, _ in inputs}
     for i, (source, _) in enumerate(inputs):
         outputs = {}
         for direction in options.directions:
@@ -142,6 +143,10 @@ def plan_jobs(input_path: Path, output_dir: Path, options: FolderOptions) -> tup
             target = output_dir if named_file else folder / names[i]
             # a video's reconstruction is not written: --cycle is for checking a model on images
             rec = target.with_name(f"{target.stem}.cycle{suffix}") if options.cycle and not is_video(source) else None
+            for path in (target, rec):
+                if path is not None and path.resolve() in sources:
+                    raise DataError(f"the output {path} would replace an input of this translation; choose another "
+                                    "--output so that no original can be lost")
             if options.overwrite or not target.exists() or (rec is not None and not rec.exists()):
                 outputs[direction] = (target, rec)
         if outputs:
