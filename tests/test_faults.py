@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -516,3 +517,78 @@ def test_overwrite_deletes_only_a_folder_the_same_command_made(trained, tmp_path
                                   "--size", "32", "--overwrite")
         assert status == 0, err
     assert len(list((made / "trainA").iterdir())) == 2
+
+
+# --------------------------------------------------------------------------- 10. downloads
+
+class ChangingFile:
+    """A server whose file changes (same size, new ETag) after the first response was cut off; it
+    honours If-Range as RFC 9110 says: the rest only while the validator still matches."""
+
+    def __init__(self, etag: bool = True, length: bool = True) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.versions = [os.urandom(64 * 1024), os.urandom(64 * 1024)]
+        self.served = 0
+        self.asked: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.asked.append(dict(self.headers))
+                version = min(outer.served, 1)
+                data, tag = outer.versions[version], f'"v{version}"'
+                asked, condition = self.headers.get("Range"), self.headers.get("If-Range")
+                start = int(asked.removeprefix("bytes=").rstrip("-")) if asked and condition in (None, tag) else 0
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                if etag:
+                    self.send_header("ETag", tag)
+                if length:
+                    self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                body = data[start:] if outer.served else data[:len(data) // 2]  # the first one is cut off
+                self.wfile.write(body)
+                self.close_connection = True
+                outer.served += 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_resumed_download_of_a_file_that_changed_starts_over_instead_of_splicing(tmp_path, monkeypatch):
+    from cyclegan.data import download as dl
+
+    monkeypatch.setattr(dl, "RETRY_WAIT", 0.0)
+    server = ChangingFile()
+    try:
+        got = dl.fetch(server.url + "/x.zip", tmp_path / "x.zip", progress=False)
+    finally:
+        server.close()
+    assert server.asked[1].get("If-Range") == '"v0"'  # the resume named the version it began with
+    assert got.read_bytes() == server.versions[1]  # the whole new file, not v0's head and v1's tail
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zip"]  # no .part, no validator left
+
+
+def test_a_body_without_content_length_is_capped(tmp_path, monkeypatch, capsys):
+    from cyclegan.data import download as dl
+
+    monkeypatch.setattr(dl, "MAX_BYTES", 16 * 1024)
+    server = ChangingFile(etag=False, length=False)
+    server.served = 1  # the whole file, in one response, of no announced length
+    try:
+        status, _, err = run_main(capsys, "-q", "download", "dataset", "horse2zebra", "--out", tmp_path,
+                                  "--base-url", server.url)
+    finally:
+        server.close()
+    assert status == 1 and "more than the 16384 bytes a download may be" in one_line(err)
+    assert list(tmp_path.iterdir()) == []
