@@ -592,3 +592,58 @@ def test_a_body_without_content_length_is_capped(tmp_path, monkeypatch, capsys):
         server.close()
     assert status == 1 and "more than the 16384 bytes a download may be" in one_line(err)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- 9. the app beyond this machine
+
+@pytest.mark.parametrize("flags,refused", [
+    ([], False),
+    (["--host", "127.0.0.2"], False),
+    (["--host", "::1"], False),
+    (["--host", "0.0.0.0"], True),
+    (["--host", "myserver.example"], True),
+    (["--share"], True),
+    (["--host", "0.0.0.0", "--auth", "ann:s3:cret"], False),
+    (["--host", "0.0.0.0", "--trust-network"], False),
+])
+def test_the_app_is_not_served_beyond_this_machine_without_a_password(flags, refused, monkeypatch):
+    from cyclegan.app.server import AUTH_ENV, settings_from_args
+    from cyclegan.cli import build_parser
+
+    monkeypatch.delenv(AUTH_ENV, raising=False)
+    args = build_parser().parse_args(["app", *flags])
+    if refused:
+        with pytest.raises(Exception, match="add --auth USER:PASS") as caught:
+            settings_from_args(args)
+        assert type(caught.value).__name__ == "ConfigError"
+    else:
+        settings = settings_from_args(args)
+        assert settings.auth == (("ann", "s3:cret") if "--auth" in flags else None)
+
+
+def test_the_password_can_come_from_the_environment_and_reaches_gradio(monkeypatch, tmp_path):
+    from cyclegan.app import server
+    from cyclegan.cli import build_parser
+
+    monkeypatch.setenv(server.AUTH_ENV, "ann:pw")
+    settings = server.settings_from_args(build_parser().parse_args(
+        ["app", "--host", "0.0.0.0", "--checkpoints", str(tmp_path), "--datasets", str(tmp_path), "--device", "cpu"]))
+    launched = {}
+
+    class Demo:  # stands in for the Gradio page: serve() hands its settings to launch()
+        def queue(self, **kwargs):
+            pass
+
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(server, "build_ui", lambda state: Demo())
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        server.serve(settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert launched["auth"] == ("ann", "pw") and launched["server_name"] == "0.0.0.0"
