@@ -647,3 +647,25 @@ def test_the_password_can_come_from_the_environment_and_reaches_gradio(monkeypat
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert launched["auth"] == ("ann", "pw") and launched["server_name"] == "0.0.0.0"
+
+
+def test_dataset_uploads_are_limited_in_files_bytes_and_pixels(tmp_path):
+    from PIL import Image
+
+    from cyclegan.app.catalog import DatasetUploadLimits, save_uploaded_dataset
+    from cyclegan.errors import DataError
+
+    small = [tmp_path / f"s{i}.png" for i in range(3)]
+    for path in small:
+        Image.new("RGB", (16, 16), (10, 20, 30)).save(path)
+    large = tmp_path / "large.png"
+    Image.new("RGB", (200, 100), (10, 20, 30)).save(large)
+    root = tmp_path / "datasets"
+    with pytest.raises(DataError, match="4 files uploaded, over the app's 3"):
+        save_uploaded_dataset(root, "many", small[:2], small[2:] + [large], DatasetUploadLimits(max_files=3))
+    with pytest.raises(DataError, match="over the app's 0 MB"):
+        save_uploaded_dataset(root, "heavy", small[:1], small[1:], DatasetUploadLimits(max_total_bytes=100))
+    assert not root.exists() or list(root.iterdir()) == []  # refused before anything was copied
+    saved = save_uploaded_dataset(root, "mixed", [small[0], large], [small[1]], DatasetUploadLimits(max_pixels=10_000))
+    assert saved.kept == {"trainA": 1, "trainB": 1}
+    assert len(saved.skipped) == 1 and saved.skipped[0].startswith("large.png: 200x100") and "limit" in saved.skipped[0]

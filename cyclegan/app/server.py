@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..devices import select_device
 from ..errors import ConfigError, CycleGANError
 from . import runs, train, translate
-from .catalog import RunCatalog
+from .catalog import DatasetUploadLimits, RunCatalog
 from .common import RunLists
 from .jobs import TrainingJobs
 from .train import TrainHandlers
@@ -95,7 +95,8 @@ def build_ui(state: AppState) -> gr.Blocks:
                                             s.max_upload_mb, s.concurrency)
             runs_tab = runs.build(state.catalog, demo)
             lists = RunLists(run=translate_tab.run, notice=translate_tab.no_runs, runs=runs_tab.run)
-            train.build(TrainHandlers(state.jobs, state.catalog), lists, timer)
+            train.build(TrainHandlers(state.jobs, state.catalog,
+                                      DatasetUploadLimits(max_pixels=state.limits.max_pixels)), lists, timer)
         lists.refresh_on(translate_tab.refresh, state.catalog)
     return demo
 

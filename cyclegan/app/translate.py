@@ -245,7 +245,7 @@ def _translate_clip(translator: Translator, path: Path, stem: str, directions: S
                     out_dir: Path, full_size: bool, result: BatchResult) -> list[Path]:
     """One uploaded video: checked (bytes, frame count, frame size), shown, translated each way into mp4s."""
     check_upload_bytes(path, limits)
-    info = probe(path)
+    info = probe(path, count_frames=True)  # counted, not taken from the header, which may say anything
     if info.frames > MAX_VIDEO_FRAMES:
         raise DataError(f"{path.name} has {info.frames} frames, over the app's {MAX_VIDEO_FRAMES} (a short clip); "
                         "translate longer videos with `cyclegan translate`")
