@@ -460,6 +460,7 @@ def test_a_malformed_config_is_one_line_and_the_app_lists_the_run_as_unusable(ru
     assert status == 1 and named in line and str(run / runfolder.CONFIG_FILE) in line
     info = inspect_run(run)
     assert not info.usable and named in info.reason
+    assert "run/config.json" in info.reason and str(run) not in info.reason  # no server path in the browser
 
 
 @pytest.mark.parametrize("edit,named", [
@@ -669,3 +670,19 @@ def test_dataset_uploads_are_limited_in_files_bytes_and_pixels(tmp_path):
     saved = save_uploaded_dataset(root, "mixed", [small[0], large], [small[1]], DatasetUploadLimits(max_pixels=10_000))
     assert saved.kept == {"trainA": 1, "trainB": 1}
     assert len(saved.skipped) == 1 and saved.skipped[0].startswith("large.png: 200x100") and "limit" in saved.skipped[0]
+
+
+def test_errors_shown_in_the_browser_carry_no_server_paths(trained, tmp_path):
+    from cyclegan.app.common import user_error
+    from cyclegan.app.translate import UploadLimits, translate_uploads
+    from cyclegan.translate.translator import Translator
+
+    bad = tmp_path / "uploads" / "deep" / "holiday.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a picture")
+    result = translate_uploads(Translator.from_run(trained, device="cpu"), [bad], ["AtoB"], False,
+                               UploadLimits(2**20, 10**6, 64), tmp_path / "out")
+    assert result.failures and all(str(tmp_path) not in f for f in result.failures)
+    assert "holiday.png" in result.failures[0]
+    shown = str(user_error(CheckpointError(f"{trained / 'best'} is incomplete; see https://example.org/a/b")))
+    assert str(trained) not in shown and "run/best is incomplete" in shown and "https://example.org/a/b" in shown

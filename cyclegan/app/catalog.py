@@ -92,6 +92,15 @@ class RunInfo:
                 f"best: {self.best}{only}")
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s:;,'\"()\[\]]+")  # not a URL's, not a relative path's
+
+
+def hide_server_paths(text: str) -> str:
+    """``text`` with each absolute path cut to its last two parts (``run/config.json``): a message
+    shown in the browser names the file without telling the world how the server's disk is laid out."""
+    return _ABSOLUTE_PATH.sub(lambda m: "/".join(m.group(0).rstrip("/").split("/")[-2:]), text)
+
+
 def domain_name(folder: str) -> str:
     """A short name for a training folder: ``shapes/trainA`` for split folders, else the folder's name."""
     if not folder:
@@ -141,7 +150,7 @@ def inspect_run(run_dir: Path) -> RunInfo:
     try:
         config = runfolder.load_config(run_dir)
     except CycleGANError as exc:
-        info.reason = "config.json is missing" if not runfolder.has_config(run_dir) else str(exc)
+        info.reason = "config.json is missing" if not runfolder.has_config(run_dir) else hide_server_paths(str(exc))
         return info
     t = config.train
     info.domain_a, info.domain_b = domain_name(t.domain_a), domain_name(t.domain_b)

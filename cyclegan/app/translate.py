@@ -27,7 +27,7 @@ from ..images import has_alpha, to_rgb
 from ..translate.translator import Translator
 from ..translate.video import translate_video
 from ..video import OUTPUT_SUFFIX, is_video, probe
-from .catalog import RunCatalog
+from .catalog import RunCatalog, hide_server_paths
 from .common import NO_RUNS, describe_run, escape, run_choices, user_error
 
 if TYPE_CHECKING:
@@ -210,12 +210,12 @@ def translate_uploads(translator: Translator, files: Sequence[str | Path],
                 results += _translate_clip(translator, path, _unique_stem(path.stem, used_stems, i), directions,
                                            limits, out_dir, full_size, result)
             except CycleGANError as exc:
-                result.failures.append(str(exc))
+                result.failures.append(hide_server_paths(str(exc)))
             continue
         try:
             image, note = open_upload(path, limits, resize=not full_size)
         except DataError as exc:
-            result.failures.append(str(exc))
+            result.failures.append(hide_server_paths(str(exc)))
             continue
         if note:
             result.notes.append(note)
