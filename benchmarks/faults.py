@@ -3,8 +3,9 @@ and what exit status did the command give?
 
 One table: fault, trials, data lost, tracebacks shown, exit status. "Data lost" counts trials
 after which a file that was good before the fault was changed or unreadable (the checkpoint, the
-generators, best/, the input photo, the trained run), or a temporary file or ``.part`` was left
-behind. Commands run as a user runs them: ``cyclegan.cli.main`` in this process (a fault's own
+generators, best/, the input photo, the trained run), a download came out spliced from two versions
+of its file, the app served the network without a password, or a temporary file or ``.part`` was
+left behind. Commands run as a user runs them: ``cyclegan.cli.main`` in this process (a fault's own
 hook, such as the NaN gradient, needs it) or ``python -m cyclegan`` in another process where the
 fault is about processes (the lock, SIGTERM, kill -9). The full-disk rows need root to mount a
 small tmpfs and are marked "not run" without it.
@@ -261,6 +262,54 @@ class Bench:
             server.shutdown()
             server.server_close()
 
+    def download_changed_on_the_server(self) -> Outcome:
+        """A download cut off halfway; the file changes on the server (new ETag) before the resume."""
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        versions, served = [os.urandom(128 * 1024), os.urandom(128 * 1024)], {"n": 0}
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # honours If-Range as RFC 9110 says
+                version = min(served["n"], 1)
+                data, tag = versions[version], f'"v{version}"'
+                asked, condition = self.headers.get("Range"), self.headers.get("If-Range")
+                start = int(asked.removeprefix("bytes=").rstrip("-")) if asked and condition in (None, tag) else 0
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("ETag", tag)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start:] if served["n"] else data[:len(data) // 2])
+                self.close_connection = True
+                served["n"] += 1
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        from cyclegan.data import download as dl
+
+        dl.RETRY_WAIT = 0.0
+        target = self.root / f"download{next(self.count)}" / "file.bin"
+        try:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                dl.fetch(f"http://127.0.0.1:{server.server_port}/file.bin", target, progress=False)
+            status = 0
+        except Exception:  # noqa: BLE001
+            return Outcome("crash", traceback.format_exc(), True)
+        finally:
+            server.shutdown()
+            server.server_close()
+        return Outcome(status, err.getvalue(), target.read_bytes() != versions[1] or leftovers(target.parent))
+
+    def app_on_the_network_without_auth(self) -> Outcome:
+        status, err = cli_here("app", "--host", "0.0.0.0", "--checkpoints", self.root, "--datasets", self.root)
+        return Outcome(status, err, status == 0)  # a served app would have been the exposure
+
     def best_pair_cut_short(self) -> Outcome:
         run = self.fresh()
         meta = runfolder.read_best(run)
@@ -326,12 +375,14 @@ FAULTS: list[tuple[str, Callable[[Bench], Outcome | None]]] = [
     ("disk full while training (tmpfs)", Bench.disk_full_training),
     ("disk full while translating (tmpfs)", Bench.disk_full_translate),
     ("disk full while downloading (tmpfs)", Bench.disk_full_download),
+    ("download resumed after the file changed", Bench.download_changed_on_the_server),
     ("best/ pair cut short, translate --best", Bench.best_pair_cut_short),
     ("SIGTERM while training", Bench.sigterm),
     ("malformed config.json", Bench.malformed_config),
     ("malformed train_state.pt", Bench.malformed_state),
     ("translate --output over its input", Bench.translate_over_input),
     ("make-dataset --overwrite on a trained run", Bench.overwrite_a_trained_run),
+    ("app --host 0.0.0.0 without --auth", Bench.app_on_the_network_without_auth),
 ]
 
 

@@ -239,8 +239,9 @@ def _restore(run: Run, state: dict) -> None:
         run.opt.load_state_dict(state["opt_G"], state["opt_D"])
         _restore_pools(run.pools, state, run.world, run.device)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a bad state
+        reason = " ".join(str(exc).split())
         raise CheckpointError(f"{path} holds optimizer or pool state that does not fit this run ({type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())}); this run cannot be resumed exactly, start a new one") from None
+                              f"{reason}); this run cannot be resumed exactly, start a new one") from None
     run.epoch, run.step = state["epoch"], state["step"]
     run.saved = (state["epoch"], state["batch"], state["step"])
     run.started -= state.get("elapsed", 0.0)  # metrics.csv's seconds go on from the time already trained
