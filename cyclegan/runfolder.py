@@ -205,7 +205,8 @@ def lock_run(run_dir: str | Path) -> Iterator[None]:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise CheckpointError(f"cannot lock {path} ({exc.strerror}); check the folder's permissions") from None
+            raise CheckpointError(f"cannot lock {path} ({exc.strerror}); check the folder's permissions, and that its "
+                                  "file system supports locks") from None
         raise RunLockedError(f"{run_dir} is being trained by another process (PID {holder}); wait for it to end or "
                              "stop it first (translate, evaluate and the app can read the run meanwhile)") from None
     try:
