@@ -1,13 +1,15 @@
-"""Translation quality of training variants at equal compute, against ground truth.
+"""Translation quality of training variants at equal compute, against ground truth, over a suite of styles.
 
 Each variant is the base recipe plus config overrides (``VARIANTS``); every one trains for the same
 number of iterations on the same data, for each seed, and its final generators are scored on the
-test split: L1, PSNR and SSIM against the ground truth (beside the input left unchanged), held-out
-SWD, the checkerboard score (period-2 spectral energy over the input's: 1 = as the input) and the
+test split: L1, PSNR and SSIM against the ground truth (beside the input left unchanged), how much of
+the needed change was made (``change_made``: the made change projected on the needed one, 1 = all
+of it, 0 = none; ``change_corr``: their cosine), held-out SWD, the checkerboard score (period-2 spectral energy over the input's: 1 = as the input) and the
 discriminators' held-out AUC (far below 0.5: they memorise their training images). Printed per run,
 then as mean +- standard deviation over seeds per variant, with iterations and training wall time.
 
     python benchmarks/quality.py --dataset photos --size 64 --ngf 16 --n-blocks 3 --iterations 600
+    python benchmarks/quality.py --suite --size 64 --ngf 16 --n-blocks 3 --variants base quality  # every style
     python benchmarks/quality.py --dataset shapes --size 64 --base tiny --iterations 0 --every-epoch --best
     python benchmarks/quality.py ... --every-epoch   # also evaluate and keep every epoch (selection.py --runs)
 
@@ -33,7 +35,7 @@ from PIL import Image, ImageDraw
 
 from cyclegan.config import preset
 from cyclegan.data.folders import find_images
-from cyclegan.data.photos import make_photos_dataset
+from cyclegan.data.photos import STYLES, make_photos_dataset
 from cyclegan.data.synthetic import make_dataset
 from cyclegan.evaluate.heldout import evaluate_run
 from cyclegan.images import load_image
@@ -55,18 +57,27 @@ VARIANTS: dict[str, dict[str, object]] = {
     "diffaug": {"diffaug": "color,translation,cutout"},
     "sn": {"spectral_norm": True},
     "skip": {"skip": True},
-    "quality": changes_from_paper("quality"),  # skip and resize upsampling: what --preset quality adds
+    "quality": changes_from_paper("quality"),  # what --preset quality adds to paper
+    "skip_resize": {"skip": True, "upsample": "resize"},  # the first quality preset (painterly style only)
+    "colour": {"colour": True, "upsample": "resize"},  # per-image colour transform + residual
+    "colour_noid": {"colour": True, "upsample": "resize", "lambda_identity": 0.0},
     # Every addition together (identity loss off: the skip already keeps the input)
     "all": {"skip": True, "upsample": "resize", "diffaug": "color,translation,cutout", "ema": 0.999,
             "lambda_identity": 0.0},
 }
-COLUMNS = ("l1", "psnr", "ssim", "swd", "checkerboard", "d_auc")
+COLUMNS = ("l1", "psnr", "ssim", "change_made", "change_corr", "swd", "checkerboard", "d_auc")
+SUITE = tuple(STYLES)  # every photo style (data/photos.py)
 
 
-def dataset(kind: str, out: Path, size: int) -> Path:
-    folder = out / f"{kind}{size}"
+def dataset(kind: str, out: Path, size: int, style: str = "painterly") -> Path:
+    """The dataset under ``out`` (made on first use). Photos are named by style; the painterly one
+    keeps its old name, photos{size}, so earlier runs and commands still find it."""
+    folder = out / (f"{kind}{size}" + (f"-{style}" if kind == "photos" and style != "painterly" else ""))
     if not (folder / "testA").is_dir():
-        (make_photos_dataset if kind == "photos" else make_dataset)(folder, size=size, overwrite=True)
+        if kind == "photos":
+            make_photos_dataset(folder, size=size, overwrite=True, style=style)
+        else:
+            make_dataset(folder, size=size, overwrite=True)
     return folder
 
 
@@ -144,6 +155,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("photos", "shapes"), default="photos")
     parser.add_argument("--size", type=int, default=128, help="image side (the dataset is made at this size)")
+    parser.add_argument("--styles", nargs="+", choices=SUITE, default=["painterly"], help="photo styles to run")
+    parser.add_argument("--suite", action="store_true", help="every photo style (the style suite)")
     parser.add_argument("--base", default="paper", help="preset the variants start from (default paper)")
     parser.add_argument("--ngf", type=int, help="ngf and ndf (default: the base preset's)")
     parser.add_argument("--n-blocks", type=int, help="ResNet blocks (default: the base preset's)")
@@ -167,45 +180,72 @@ def main() -> int:
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)} (or --define one)")
-    data = dataset(args.dataset, args.out, args.size)
+    styles = list(SUITE) if args.suite else args.styles
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; {args.dataset} {args.size}px, base {args.base}, ngf {args.ngf or 'preset'}, "
           f"blocks {args.n_blocks if args.n_blocks is not None else 'preset'}, {args.iterations or 'preset'} iterations, "
           f"scoring {'best/' if args.best else 'the last epoch'}",
           flush=True)
-    table: dict[str, dict[str, list[float]]] = {}
-    first_runs: dict[str, Path] = {}
-    identity: dict[str, dict[str, float]] = {}
-    for variant in args.variants:
-        for seed in args.seeds:
-            label = (f"{args.dataset}{args.size}-{args.base}-ngf{args.ngf}-b{args.n_blocks}-it{args.iterations}"
-                     + ("-every" if args.every_epoch else ""))
-            run = args.out / "runs" / f"{label}-{variant}-seed{seed}"
-            seconds = train_variant(data, run, args, VARIANTS[variant], seed)
-            first_runs.setdefault(args.base if variant == "base" else variant, run)
-            results = score(run, data, args.best)
-            row = table.setdefault(variant, {})
-            row.setdefault("seconds", []).append(seconds)
-            for direction, values in results.items():
-                identity[direction] = {k: values[f"identity_{k}"] for k in ("l1", "psnr", "ssim")}
-                for key in COLUMNS:
-                    if key in values:
-                        row.setdefault(f"{key}_{direction}", []).append(values[key])
-            print(f"{variant:<8} seed {seed}: {seconds:5.0f}s, " + "; ".join(
-                f"{d} PSNR {v['psnr']:.2f} dB, L1 {v['l1']:.4f}, SSIM {v['ssim']:.3f}, SWD {v['swd']:.1f}, "
-                f"checker {v['checkerboard']:.2f}, D AUC {v.get('d_auc', float('nan')):.2f}"
-                for d, v in results.items()), flush=True)
-    print("\ninput unchanged: " + "; ".join(f"{d} PSNR {v['psnr']:.2f} dB, L1 {v['l1']:.4f}, SSIM {v['ssim']:.3f}"
-                                          for d, v in identity.items()))
-    print(f"mean ± sd over seeds {args.seeds}")
-    for direction in ("AtoB", "BtoA"):
-        print(f"\n{direction:<9}" + "".join(f"{k:>18}" for k in (*COLUMNS, "train s")))
-        for variant, row in table.items():
-            cells = [spread(row[f"{k}_{direction}"]) if f"{k}_{direction}" in row else "-" for k in COLUMNS]
-            print(f"{variant:<9}" + "".join(f"{c:>18}" for c in (*cells, spread(row["seconds"]))))
-    if args.grid:
-        sample_grid(first_runs, data, args.grid, args.best)
+    tables: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for style in styles if args.dataset == "photos" else ["shapes"]:
+        data = dataset(args.dataset, args.out, args.size, style)
+        table, first_runs, identity = tables.setdefault(style, {}), {}, {}
+        for variant in args.variants:
+            for seed in args.seeds:
+                label = (f"{data.name}-{args.base}-ngf{args.ngf}-b{args.n_blocks}-it{args.iterations}"
+                         + ("-every" if args.every_epoch else ""))
+                run = args.out / "runs" / f"{label}-{variant}-seed{seed}"
+                seconds = train_variant(data, run, args, VARIANTS[variant], seed)
+                first_runs.setdefault(args.base if variant == "base" else variant, run)
+                results = score(run, data, args.best)
+                row = table.setdefault(variant, {})
+                row.setdefault("seconds", []).append(seconds)
+                for direction, values in results.items():
+                    identity[direction] = {k: values[f"identity_{k}"] for k in ("l1", "psnr", "ssim")}
+                    for key in COLUMNS:
+                        if key in values:
+                            row.setdefault(f"{key}_{direction}", []).append(values[key])
+                print(f"{style} {variant:<8} seed {seed}: {seconds:5.0f}s, " + "; ".join(
+                    f"{d} PSNR {v['psnr']:.2f} dB, L1 {v['l1']:.4f}, SSIM {v['ssim']:.3f}, "
+                    f"made {v['change_made']:.2f} (corr {v['change_corr']:.2f}), SWD {v['swd']:.1f}, "
+                    f"checker {v['checkerboard']:.2f}, D AUC {v.get('d_auc', float('nan')):.2f}"
+                    for d, v in results.items()), flush=True)
+        print(f"\n== {style}: input unchanged: " + "; ".join(
+            f"{d} PSNR {v['psnr']:.2f} dB, L1 {v['l1']:.4f}, SSIM {v['ssim']:.3f}" for d, v in identity.items()))
+        print(f"mean ± sd over seeds {args.seeds}")
+        for direction in ("AtoB", "BtoA"):
+            print(f"\n{direction:<12}" + "".join(f"{k:>16}" for k in (*COLUMNS, "train s")))
+            for variant, row in table.items():
+                cells = [spread(row[f"{k}_{direction}"]) if f"{k}_{direction}" in row else "-" for k in COLUMNS]
+                print(f"{variant:<12}" + "".join(f"{c:>16}" for c in (*cells, spread(row["seconds"]))))
+        if args.grid:
+            sample_grid(first_runs, data, args.grid.with_name(f"{args.grid.stem}_{style}{args.grid.suffix}"),
+                        args.best)
+    if len(tables) > 1 and "base" in args.variants:
+        print_suite_summary(tables)
     return 0
+
+
+def print_suite_summary(tables: dict[str, dict[str, dict[str, list[float]]]]) -> None:
+    """Each variant's PSNR gain over the base recipe, per style and direction (mean over seeds ±
+    the larger of the two seed spreads), then averaged over every style and direction."""
+    print("\n== PSNR over the base recipe (dB), mean over seeds ± the larger seed sd of the two")
+    variants = [v for v in next(iter(tables.values())) if v != "base"]
+    print(f"{'variant':<12}" + "".join(f"{s + ' ' + d:>20}" for s in tables for d in ("AtoB", "BtoA")) + f"{'suite mean':>12}")
+    for variant in variants:
+        cells, gains = [], []
+        for table in tables.values():
+            for direction in ("AtoB", "BtoA"):
+                base, mine = table["base"].get(f"psnr_{direction}"), table.get(variant, {}).get(f"psnr_{direction}")
+                if not base or not mine:
+                    cells.append("-")
+                    continue
+                gain = statistics.fmean(mine) - statistics.fmean(base)
+                noise = max((statistics.stdev(v) if len(v) > 1 else 0.0) for v in (base, mine))
+                gains.append(gain)
+                cells.append(f"{gain:+.2f} ± {noise:.2f}")
+        mean = f"{statistics.fmean(gains):+.2f}" if gains else "-"
+        print(f"{variant:<12}" + "".join(f"{c:>20}" for c in cells) + f"{mean:>12}")
 
 
 if __name__ == "__main__":

@@ -22,14 +22,21 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 
 def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bool = False,
-            profile: bool = False) -> dict:
+            profile: bool = False, batch: int = 1, cache: bool = False, model: dict | None = None,
+            trace: str | None = None, compiled: bool = True) -> dict:
     """Run in a fresh process: time ``steps`` real training steps after ``warmup`` ones.
 
     ``fast`` is the trainer's fast path (``prepare_for_training`` with channels_last and compile,
     fused Adam on CUDA, cudnn benchmark); otherwise the plain modules are stepped eagerly.
+    ``compiled=False`` leaves torch.compile out of the fast path (a dry run that cannot wait for it).
+    ``cache``: batches are cut on the device from the on-device image cache of JPEGs (as
+    ``cache_images`` trains), not one fixed random batch. ``model``: ModelConfig fields that replace
+    the paper networks' (smaller networks for a dry run). ``profile``: also torch.profiler's view of
+    one more step (its chrome trace written to ``trace`` when given).
     """
     import torch
 
@@ -39,8 +46,12 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
     from contextlib import nullcontext
 
     config = preset("paper")
+    for name, value in (model or {}).items():
+        setattr(config.model, name, value)
     config.train.crop_size = config.train.load_size = size
-    config.train.channels_last = config.train.compile = fast
+    config.train.batch_size = batch  # what compile's trial step is shaped like, as in training
+    config.train.channels_last = fast
+    config.train.compile = fast and compiled
     dev = torch.device(device)
     torch.backends.cudnn.benchmark = fast
     torch.manual_seed(0)
@@ -51,8 +62,9 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
             for group in optimizer.param_groups:
                 group["fused"] = None
     pools = (ImagePool(50, 1), ImagePool(50, 2))
-    a = torch.rand(1, 3, size, size, device=dev) * 2 - 1
-    b = torch.rand(1, 3, size, size, device=dev) * 2 - 1
+    batches = _cached_batches(size, batch, dev) if cache else None
+    a = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
+    b = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
@@ -61,13 +73,17 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    def inputs() -> tuple:
+        x, y = next(batches) if batches is not None else (a, b)
+        if fast and dev.type == "cuda":  # as the training loop hands batches to the step
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = y.contiguous(memory_format=torch.channels_last)
+        return x, y
+
     compile_start = time.perf_counter()
     nets = prepare_for_training(models, config, dev, autocast) if fast else models
-    if fast and dev.type == "cuda":
-        a = a.contiguous(memory_format=torch.channels_last)
-        b = b.contiguous(memory_format=torch.channels_last)
     for _ in range(warmup):
-        train_step(nets, opt, pools, a, b, config, autocast)
+        train_step(nets, opt, pools, *inputs(), config, autocast)
     sync()
     warmup_s = time.perf_counter() - compile_start
     sync()
@@ -75,22 +91,74 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(nets, opt, pools, a, b, config, autocast)
+        losses = train_step(nets, opt, pools, *inputs(), config, autocast)
     sync()
     seconds = (time.perf_counter() - start) / steps
-    top_ops = _profile_step(nets, opt, pools, a, b, config, autocast, dev) if profile else ""
-    translate_ips = _translate_speed(models.G_AB, a, autocast, dev, steps)
+    finite = all(bool(torch.isfinite(v).all()) for v in losses.values())
+    summary = {}
+    if profile:
+        prof, wall_s = profile_step(nets, opt, pools, *inputs(), config, autocast, dev)
+        if trace:
+            prof.export_chrome_trace(trace)
+        summary = {"top_ops": prof.key_averages().table(sort_by=_self_time_key(dev), row_limit=12),
+                   "kernels": top_kernels(prof, dev), "launch_share": launch_share(prof, wall_s, dev),
+                   "profiled_s": wall_s}
+    translate_ips = generator_rate(models.G_AB, a, autocast, dev, steps)
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"size": size, "device": device, "amp": amp, "fast": fast, "s_per_it": seconds, "peak_mb": peak_mb,
-            "warmup_s": warmup_s, "translate_ips": translate_ips, "threads": torch.get_num_threads(),
-            "top_ops": top_ops}
+        peak_mb = peak_rss_mb()
+    return {"size": size, "device": device, "amp": amp, "fast": fast, "batch": batch, "cache": cache,
+            "s_per_it": seconds, "images_per_s": batch / seconds, "peak_mb": peak_mb, "warmup_s": warmup_s,
+            "translate_ips": translate_ips, "threads": torch.get_num_threads(), "finite": finite,
+            "top_ops": "", **summary}
 
 
-def _profile_step(nets, opt, pools, a, b, config, autocast, dev) -> str:
-    """torch.profiler's table of the ops that take the most time in one training step."""
+def _cached_batches(size: int, batch: int, dev) -> Iterator:
+    """Endless training batches cut on ``dev`` from the on-device image cache (``cache_images``), of
+    JPEGs loaded at 286/256 of the crop size as published. The cache is built here, before any timing."""
+    import tempfile
+    from pathlib import Path
+
+    from cyclegan.data.dataset import ImageCache, UnpairedDataset
+    from cyclegan.data.folders import find_images
+    from translate_speed import photos
+
+    load = round(size * 286 / 256)
+    with tempfile.TemporaryDirectory() as tmp:  # decoded into the cache, then no longer needed
+        paths = find_images(photos(Path(tmp), max(2 * batch, 8), load, load))
+        dataset = UnpairedDataset(paths, paths, load, size, flip=True)
+        cache = ImageCache.build(dataset, dev)
+    if cache is None:
+        raise RuntimeError(f"the image cache of {len(paths)} images at {load} px did not fit on {dev}")
+    return _epochs(dataset, cache, batch, dev)
+
+
+def _epochs(dataset, cache, batch: int, dev) -> Iterator:
+    """The cache's batches, epoch after epoch, as the training loop cuts them."""
+    from cyclegan.data.dataset import DeviceBatches, epoch_indices
+
+    epoch = 0
+    while True:
+        dataset.set_epoch(epoch)
+        yield from DeviceBatches(dataset, cache, epoch_indices(len(dataset) - len(dataset) % batch), batch, dev)
+        epoch += 1
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: /proc's VmHWM (which writing 5 to /proc/self/clear_refs
+    resets between measurements), else getrusage's lifetime peak."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def profile_step(nets, opt, pools, a, b, config, autocast, dev) -> tuple:
+    """torch.profiler over one training step: (the profile, the step's wall seconds under it)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -98,14 +166,46 @@ def _profile_step(nets, opt, pools, a, b, config, autocast, dev) -> str:
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with profile(activities=activities) as prof:
+        start = time.perf_counter()
         train_step(nets, opt, pools, a, b, config, autocast)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-    key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=12)
+        wall_s = time.perf_counter() - start
+    return prof, wall_s
 
 
-def _translate_speed(generator, a, autocast, dev, steps: int) -> float:
+def _self_time_key(dev) -> str:
+    return "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+
+
+# The host calls that launch work on the GPU: the runtime's (eager kernels, cuDNN, cuBLAS) and the
+# driver's (Triton kernels of compiled graphs).
+LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
+
+
+def top_kernels(prof, dev, count: int = 10) -> list[dict]:
+    """The ``count`` GPU kernels with the most time in the profile (on a CPU: the ops with the most
+    self time): name, milliseconds, share of all of them, calls."""
+    import torch
+
+    events = [e for e in prof.key_averages()
+              if dev.type != "cuda" or e.device_type == torch.autograd.DeviceType.CUDA]
+    key = _self_time_key(dev)
+    total = sum(getattr(e, key) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, key), reverse=True)
+    return [{"name": e.key, "ms": getattr(e, key) / 1000, "share": getattr(e, key) / total, "calls": e.count}
+            for e in events[:count]]
+
+
+def launch_share(prof, wall_s: float, dev) -> float | None:
+    """The share of the step's wall time the host spent in kernel-launch calls (None on a CPU)."""
+    if dev.type != "cuda":
+        return None
+    launch_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in LAUNCH_CALLS)
+    return launch_us / 1e6 / wall_s
+
+
+def generator_rate(generator, a, autocast, dev, steps: int) -> float:
     """Images/s of one generator at inference (what `cyclegan translate` runs per image)."""
     import torch
 
@@ -200,7 +300,9 @@ def compare(args: argparse.Namespace) -> None:
         print(f"{size:>5} speed-up of (b) over (a): {rows[0]['s_per_it'] / rows[1]['s_per_it']:.2f}x train, "
               f"{rows[1]['translate_ips'] / rows[0]['translate_ips']:.2f}x translate")
         if args.profile:
-            print(f"top ops of one fast-path step at {size} px:\n{rows[1]['top_ops']}")
+            share = rows[1]["launch_share"]
+            launches = f"; {share:.0%} of its wall time in kernel launches" if share is not None else ""
+            print(f"top ops of one fast-path step at {size} px{launches}:\n{rows[1]['top_ops']}")
     if device == "cpu":
         print("no CUDA device: bf16 autocast and channels_last do not act on the CPU, so (b) differs from (a) "
               "by torch.compile (inductor) only")

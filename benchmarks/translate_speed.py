@@ -68,13 +68,13 @@ def photos(folder: Path, count: int, width: int, height: int) -> Path:
     return folder
 
 
-def folder_rate(run: Path, images: Path, out: Path, device: str, batch_size: int) -> float:
-    """Images/s of translate_folder over ``images`` (after one warm-up image)."""
+def folder_rate(run: Path, images: Path, out: Path, device: str, batch_size: int, bf16: bool = False) -> float:
+    """Images/s of translate_folder over ``images`` (after one warm-up image), in bf16 autocast with ``bf16``."""
     import torch
 
     from cyclegan.translate.translator import Translator
 
-    translator = Translator.from_run(run, device=device)
+    translator = Translator.from_run(run, device=device, bf16=bf16)
     first = next(images.iterdir())
     translator(first, "AtoB")  # warm-up: kernels chosen, memory allocated
     summary = translator.translate_folder(images, out, "AtoB", batch_size=batch_size)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
+from .data.photos import STYLES as PHOTO_STYLES
 from .errors import ConfigError, CycleGANError, DiskFullError
 from .evaluate.metrics import BY_KEY, SELECTABLE, table_rows
 from .models.generators import REGISTRY as GENERATORS
@@ -68,6 +69,8 @@ _FIELD_HELP = {
     "diffaug": "augment real and fake images alike before the discriminators, against them memorising a "
                "small dataset: a comma-separated list of color, translation, cutout (empty: off)",
     "skip": "the generators learn a change to their input (a global skip) instead of redrawing it",
+    "colour": "a per-image colour matrix and offset applied to the input, the generator adding a residual "
+              "on top (for styles that are mostly a colour change; not with --skip)",
     "spectral_norm": "spectral norm on the discriminators' convs, in place of their instance norms",
     "fid": "also FID and KID at each evaluation (slow on a CPU; needs cyclegan[metrics] and Inception weights)",
     "inception_weights": "local Inception weights file for FID/KID (default: torch-fidelity's own download)",
@@ -320,11 +323,15 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     defaults = {"shapes": ("datasets/shapes", 400, 64), "photos": ("datasets/photos", 300, 128)}[args.kind]
     out, n_train, size = (given if given is not None else default
                           for given, default in zip((args.out, args.n_train, args.size), defaults))
+    options = dict(n_train=n_train, n_test=args.n_test, size=size, seed=args.seed, overwrite=args.overwrite)
     if args.kind == "photos":
         from .data.photos import make_photos_dataset as make
+        options["style"] = args.style or "painterly"
     else:
+        if args.style:
+            raise ConfigError("--style is for --kind photos (the shapes dataset has one pair of styles)")
         from .data.synthetic import make_dataset as make
-    written = make(out, n_train=n_train, n_test=args.n_test, size=size, seed=args.seed, overwrite=args.overwrite)
+    written = make(out, **options)
     print(f"wrote the {args.kind} dataset to {written} (trainA, trainB, testA, testB, gt/AtoB, gt/BtoA)")
     return 0
 
@@ -496,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("shapes", "photos"), default="shapes",
                    help="shapes: drawn scenes in two styles, 64 px (the demo); photos: crops of scikit-image's "
                         "sample photos and a painterly style of them, 128 px (the quality benchmark)")
+    p.add_argument("--style", choices=PHOTO_STYLES, default=None,
+                   help="domain B's style for --kind photos: painterly (structural, the default), grade (a global "
+                        "colour grade), rose (oranges turn rose, other hues kept), grain (softening, vignette "
+                        "and film grain); datasets/README.md describes each")
     p.add_argument("--out", default=None, help="folder to create (default: datasets/KIND)")
     p.add_argument("--n-train", type=int, default=None, help="training images per domain (default 400 shapes, "
                                                              "300 photos)")

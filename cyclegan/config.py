@@ -45,6 +45,9 @@ class ModelConfig:
     # Our additions, off in the published presets; `quality` turns on skip and resize upsampling
     # (measured in BENCHMARKS.md, "Translation quality"):
     skip: bool = False  # the generator learns a change to its input (a global skip), not the image anew
+    # A per-image colour matrix and offset applied to the input, the network adding a residual on top
+    # (models/generators.py, ColourTransform): for styles that are mostly a colour change.
+    colour: bool = False
     spectral_norm: bool = False  # spectral norm on the discriminators' convs, in place of instance norm
 
 
@@ -231,8 +234,9 @@ def validate(config: Config) -> None:
         (0 <= t.ema < 1, f"ema must be 0 (off) or a decay below 1 such as 0.999, got {t.ema}"),
         (set(augmentations(t.diffaug)) <= set(AUGMENTATIONS),
          f"diffaug takes a comma-separated list of {', '.join(AUGMENTATIONS)}, got {t.diffaug!r}"),
-        (not m.skip or m.channels_a == m.channels_b,
-         f"skip needs both domains to have the same channels, got {m.channels_a} and {m.channels_b}"),
+        (not (m.skip or m.colour) or m.channels_a == m.channels_b,
+         f"skip and colour need both domains to have the same channels, got {m.channels_a} and {m.channels_b}"),
+        (not (m.skip and m.colour), "skip and colour are two kinds of skip; choose one"),
         (t.num_workers >= 0, f"num_workers must be 0 or more, got {t.num_workers}"),
         (t.log_every >= 1, f"log_every must be 1 or more, got {t.log_every}"),
         (t.eval_every >= 0, f"eval_every must be 0 (off) or more, got {t.eval_every}"),

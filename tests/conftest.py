@@ -49,8 +49,16 @@ def _needs_learning_run(item) -> bool:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the tests that wait for the background learning run last, so the rest overlap with it."""
+    """Run the tests that wait for the background learning run last, so the rest overlap with it;
+    skip the tests marked ``cuda`` where there is no CUDA device (the mark is what `pytest -m cuda`,
+    benchmarks/gpu_check.py's first step, selects)."""
     items.sort(key=_needs_learning_run)  # stable: the usual order otherwise
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in items:
+            if item.get_closest_marker("cuda"):
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
 
 
 @pytest.fixture(scope="session", autouse=True)

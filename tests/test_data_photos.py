@@ -9,7 +9,7 @@ from PIL import Image
 pytest.importorskip("skimage", reason="the photos dataset needs the bench extra (scikit-image)")
 
 from cyclegan.cli import main  # noqa: E402
-from cyclegan.data.photos import load_photos, make_photos_dataset, painterly, region  # noqa: E402
+from cyclegan.data.photos import STYLES, load_photos, make_photos_dataset, painterly, region  # noqa: E402
 from cyclegan.data.synthetic import affine_colour_baseline  # noqa: E402
 from cyclegan.errors import DataError  # noqa: E402
 
@@ -66,3 +66,34 @@ def test_cli_makes_it_and_refuses_to_overwrite(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(DataError, match="size"):
         make_photos_dataset(tmp_path / "q", size=1000)
+
+
+@pytest.mark.parametrize("style", ["grade", "rose", "grain"])
+def test_every_style_is_deterministic_changes_the_photo_and_pairs_its_truth(tmp_path, style):
+    out = make_photos_dataset(tmp_path / style, n_train=2, n_test=4, size=64, style=style)
+    again = make_photos_dataset(tmp_path / "again", n_train=2, n_test=4, size=64, style=style)
+    assert (again / "gt/AtoB/00001.png").read_bytes() == (out / "gt/AtoB/00001.png").read_bytes()
+    styled = STYLES[style](Image.open(out / "testA/00001.png"))
+    assert np.array_equal(np.asarray(styled), _array(out / "gt/AtoB/00001.png"))
+    assert np.array_equal(np.asarray(STYLES[style](Image.open(out / "gt/BtoA/00002.png"))), _array(out / "testB/00002.png"))
+    moved = [np.abs(_array(out / "gt/AtoB" / n).astype(int) - _array(out / "testA" / n)).mean()
+             for n in ("00000.png", "00001.png", "00002.png", "00003.png")]
+    assert max(moved) > 2  # the style changes the photo (mean over pixels, 0-255)
+
+
+def test_the_hue_selective_style_keeps_blue_and_grey_and_turns_orange():
+    pixels = np.array([[[40, 60, 160], [128, 128, 128], [230, 120, 30]]], dtype=np.uint8)  # blue, grey, orange
+    out = np.asarray(STYLES["rose"](Image.fromarray(pixels))).astype(int)
+    assert np.abs(out[0, :2] - pixels[0, :2]).max() <= 3  # kept (up to HSV rounding)
+    assert out[0, 2, 2] > pixels[0, 2, 2] + 25 and out[0, 2, 1] < pixels[0, 2, 1] - 60  # orange towards rose
+
+
+def test_make_dataset_takes_a_style_and_refuses_an_unknown_one(tmp_path, capsys):
+    assert main(["make-dataset", "--kind", "photos", "--style", "grade", "--out", str(tmp_path / "g"),
+                 "--n-train", "1", "--n-test", "1", "--size", "64"]) == 0
+    assert np.array_equal(_array(tmp_path / "g/gt/AtoB/00000.png"),
+                          np.asarray(STYLES["grade"](Image.open(tmp_path / "g/testA/00000.png"))))
+    with pytest.raises(DataError, match="unknown photo style 'sepia'"):
+        make_photos_dataset(tmp_path / "x", style="sepia")
+    assert main(["make-dataset", "--style", "grade", "--out", str(tmp_path / "s")]) == 1
+    assert "--style is for --kind photos" in capsys.readouterr().err

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 
 import pytest
@@ -272,3 +273,38 @@ def test_cli_evaluate_fid_without_weights_skips_and_succeeds(tmp_path, shapes_di
                  "--inception-weights", str(tmp_path / "missing.pth")]) == 0
     assert "fid" not in json.loads(capsys.readouterr().out)["AtoB"]
     inception.inception_network.cache_clear()
+
+
+def test_change_scores_say_how_much_of_the_needed_change_was_made():
+    x = torch.zeros(3, 8, 8)
+    truth = torch.full((3, 8, 8), 0.5)
+    assert metrics.change_scores(*metrics.change_agreement(x, truth, truth)) == {"change_made": 1.0, "change_corr": 1.0}
+    assert metrics.change_scores(*metrics.change_agreement(x, x, truth)) == {"change_made": 0.0, "change_corr": 0.0}
+    half = metrics.change_scores(*metrics.change_agreement(x, truth / 2, truth))
+    assert half["change_made"] == pytest.approx(0.5) and half["change_corr"] == pytest.approx(1.0)
+    wrong = metrics.change_scores(*metrics.change_agreement(x, -truth, truth))
+    assert wrong["change_made"] == pytest.approx(-1.0) and wrong["change_corr"] == pytest.approx(-1.0)
+
+
+def test_swd_bootstrap_spread_is_positive_and_shrinks_with_more_images():
+    images = _smooth_images(24, 32)
+    reference = metrics.SlicedWasserstein(images)
+    noisy = _noisy(images, 0.1)
+    value, sd = reference.measure(noisy, resamples=8)
+    assert value == reference(noisy) and sd > 0
+    assert math.isnan(reference.measure(noisy)[1])
+    _, sd_few = reference.measure(noisy[:6], resamples=8)
+    assert sd_few > sd
+
+
+def _flat_direction(change: float, swd: float, identity: float, floor: float) -> dict[str, float]:
+    return {f"val_{k}_{d}": v for d in metrics.DIRECTIONS
+            for k, v in (("change", change), ("swd", swd), ("swd_identity", identity), ("swd_floor", floor))}
+
+
+def test_untranslated_needs_no_change_no_progress_and_a_real_gap():
+    assert len(metrics.untranslated(_flat_direction(0.005, 366, 370, 40))) == 2  # the input, returned
+    assert metrics.untranslated(_flat_direction(0.10, 380, 370, 40)) == []  # changed a lot (worse, but changed)
+    assert metrics.untranslated(_flat_direction(0.005, 200, 370, 40)) == []  # small change, right direction
+    assert metrics.untranslated(_flat_direction(0.005, 60, 62, 40)) == []  # the domains barely differ
+    assert "AtoB (outputs differ from their inputs by 0.0050" in metrics.untranslated(_flat_direction(0.005, 366, 370, 40))[0]

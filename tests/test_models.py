@@ -64,3 +64,26 @@ def test_weights_start_normal_with_std_002():
     assert abs(weights.mean().item()) < 1e-3
     assert weights.std().item() == pytest.approx(0.02, rel=0.05)
     assert all(m.bias.abs().max() == 0 for m in g.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_the_colour_generator_starts_as_the_identity_and_keeps_the_official_keys():
+    model = ModelConfig(ngf=8, n_blocks=2, colour=True, upsample="resize")
+    g = build_generator(model)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(g(x), x)  # colour transform at the identity, residual at zero
+    official = set(build_generator(ModelConfig(ngf=8, n_blocks=2, upsample="resize")).state_dict())
+    assert set(g.state_dict()) - official == {"colour.mlp.0.weight", "colour.mlp.0.bias",
+                                              "colour.mlp.2.weight", "colour.mlp.2.bias"}
+    with torch.no_grad():  # a transform that swaps red and blue is applied per pixel
+        g.colour.mlp[2].bias.copy_(torch.tensor([-1.0, 0, 1, 0, 0, 0, 1, 0, -1, 0, 0, 0]))
+    assert torch.allclose(g(x), x.flip(1), atol=1e-6)
+    assert torch.allclose(torch.jit.script(g)(x), g(x))  # export's TorchScript path compiles it
+
+
+def test_skip_and_colour_are_refused_together_and_across_channel_counts():
+    from cyclegan.config import Config, TrainConfig, validate
+    from cyclegan.errors import ConfigError
+    with pytest.raises(ConfigError, match="choose one"):
+        validate(Config(model=ModelConfig(skip=True, colour=True), train=TrainConfig()))
+    with pytest.raises(ConfigError, match="same channels"):
+        validate(Config(model=ModelConfig(colour=True, channels_b=1), train=TrainConfig(lambda_identity=0)))

@@ -103,3 +103,48 @@ def test_ema_generators_are_what_is_saved_and_resume_is_exact(tmp_path, shapes_d
     for name in runfolder.GENERATORS:
         a, b = runfolder.read_weights(straight / f"{name}.safetensors"), runfolder.read_weights(split / f"{name}.safetensors")
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+class _Sink(list):
+    def add(self, kind: str, epoch: int, step: int, message: str) -> None:
+        self.append(kind)
+
+
+def _evaluation(swd: float, sd: float = 0.0, change: float = 0.1) -> dict[str, dict[str, float]]:
+    return {d: {"swd": swd, "swd_sd": sd, "swd_identity": 100.0, "swd_floor": 10.0, "change": change}
+            for d in ("AtoB", "BtoA")}
+
+
+def test_a_later_epoch_within_the_sampling_noise_of_the_lowest_is_kept():
+    monitor = TrainingMonitor(_Sink())
+    picks = []
+    for epoch, (swd, sd) in enumerate([(50.0, 2.0), (40.0, 2.0), (41.0, 2.0), (46.0, 2.0), (41.5, 2.0)], 1):
+        if monitor.observe(epoch, epoch, _evaluation(swd, sd), swd).improved:
+            picks.append(epoch)
+    # 41 is within the noise of 40 (sd of the mean of both directions: 2/sqrt(2) each, so about 2 apart);
+    # 46 is not; 41.5 is again within the noise of the lowest, 40, not of the chosen 41 (no creeping upwards)
+    assert picks == [1, 2, 3, 5] and monitor.lowest["value"] == 40.0
+    no_noise = TrainingMonitor(_Sink())
+    assert [no_noise.observe(e, e, _evaluation(v), v).improved for e, v in enumerate([40.0, 41.0], 1)] == [True, False]
+
+
+def test_an_epoch_that_translates_nothing_is_never_chosen_over_one_that_translates(tmp_path):
+    warnings = runfolder.RunWarnings(tmp_path)
+    monitor = TrainingMonitor(warnings)
+    # epochs 1-2 return their input (tiny change, SWD as the input's), epoch 3 translates, worse on SWD
+    # than nothing's by no rule, and epoch 4 returns the input with a lower SWD than epoch 3
+    for epoch, (swd, change) in enumerate([(99.0, 0.004), (98.0, 0.003), (95.0, 0.08), (92.0, 0.004)], 1):
+        monitor.observe(epoch, epoch, _evaluation(swd, change=change), swd)
+    assert monitor.best["epoch"] == 3 and monitor.best_untranslated == []
+    kinds = [w["kind"] for w in runfolder.read_warnings(tmp_path)]
+    assert kinds == ["no_translation", "no_translation"]  # after two evaluations in a row, per direction
+    assert "No translation in AtoB: for 2 evaluations in a row" in runfolder.read_warnings(tmp_path)[0]["message"]
+
+
+def test_the_end_of_training_says_when_the_chosen_epoch_translates_nothing(tmp_path):
+    warnings = runfolder.RunWarnings(tmp_path)
+    monitor = TrainingMonitor(warnings)
+    monitor.observe(1, 1, _evaluation(99.0, change=0.002), 99.0)
+    monitor.check_end(1, 1)
+    messages = [w["message"] for w in runfolder.read_warnings(tmp_path)]
+    assert len(messages) == 1 and messages[0].startswith("The chosen epoch (1) translates nothing in AtoB")

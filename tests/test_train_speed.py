@@ -23,7 +23,7 @@ from cyclegan.train.step import Models, Optimizers, step_unless, train_step
 
 from conftest import small_config
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_cuda = pytest.mark.cuda  # selected by `pytest -m cuda`; conftest.py skips it without a GPU
 
 
 def _dataset(shapes_dir, epoch: int) -> UnpairedDataset:

@@ -12,6 +12,8 @@ with what to try, when the numbers show a known failure:
 * memorising: a discriminator scores *unseen* real images as more fake than translations (held-out
   AUC <= 0.3) for two evaluations in a row: it has learnt its training images, not the style;
 * mode collapse: translations vary far less than their inputs (diversity < 0.1);
+* no translation: a generator returns its input nearly unchanged, no nearer the target domain,
+  while the two domains clearly differ (two evaluations in a row, or the chosen epoch at the end);
 * over-training: the held-out metric has been worse than the best for a long stretch;
 * divergence: NaN/inf losses (those steps are skipped; many in a row stop training).
 
@@ -28,7 +30,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .metrics import flatten, worse_than_nothing
+from .metrics import flatten, selection_noise, untranslated, worse_than_nothing
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ OVERTRAIN_EVALS = 5  # evaluations since the best epoch ...
 OVERTRAIN_MARGIN = 0.05  # ... with the metric at least 5% worse than the best
 NONFINITE_LIMIT = 10  # NaN/inf steps in a row before training stops
 NONFINITE_SHARE = 0.25  # or more than this share of an epoch's steps (and more than one), in a row or not
+NO_TRANSLATION_EVALS = 2  # evaluations in a row translating nothing (metrics.untranslated) before a warning
 
 
 class WarningSink(Protocol):
@@ -69,21 +72,34 @@ class TrainingMonitor:
                  gan_loss: str = "lsgan") -> None:
         self.warnings, self.select_by, self.patience, self.gan_loss = warnings, select_by, patience, gan_loss
         self.best: dict[str, Any] | None = None  # epoch, step, value
-        # Directions in which the best epoch is worse than doing nothing (empty: none). An epoch that
-        # is worse than doing nothing is never chosen over one that is not, whatever the rule says.
+        # Directions in which the best epoch is worse than doing nothing, and in which it translates
+        # nothing (empty: none). An epoch with either is never chosen over one with neither, whatever
+        # the rule says.
         self.best_worse: list[str] = []
+        self.best_untranslated: list[str] = []
+        # The lowest selection value seen among epochs as good as the best (its tier), with its noise:
+        # a later epoch within the noise of it is a tie, and the later epoch is kept.
+        self.lowest: dict[str, float] | None = None
+        self.untranslated = {"AtoB": 0, "BtoA": 0}  # evaluations in a row translating nothing
         self.since_best = 0  # evaluations without improvement
         self.dominant = {"A": 0, "B": 0}  # evaluations in a row with the discriminator dominant
         self.memorising = {"A": 0, "B": 0}  # evaluations in a row with held-out reals scored as fakes
         self.raised: set[str] = set()  # conditions warned about that have not cleared since
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_worse": list(self.best_worse), "since_best": self.since_best,
+        return {"best": self.best, "best_worse": list(self.best_worse),
+                "best_untranslated": list(self.best_untranslated), "lowest": self.lowest,
+                "untranslated": dict(self.untranslated), "since_best": self.since_best,
                 "dominant": dict(self.dominant), "memorising": dict(self.memorising), "raised": sorted(self.raised)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
         self.best_worse = list(state.get("best_worse", []))
+        self.best_untranslated = list(state.get("best_untranslated", []))
+        # A state saved before ties were judged: the best's own value, with no noise, is the lowest.
+        self.lowest = state["lowest"] if "lowest" in state else (
+            {"value": self.best["value"], "noise": 0.0} if self.best else None)
+        self.untranslated = {"AtoB": 0, "BtoA": 0} | dict(state.get("untranslated", {}))
         self.since_best = int(state.get("since_best", 0))
         self.dominant = {"A": 0, "B": 0} | dict(state.get("dominant", {}))
         self.memorising = {"A": 0, "B": 0} | dict(state.get("memorising", {}))
@@ -91,24 +107,60 @@ class TrainingMonitor:
 
     def observe(self, epoch: int, step: int, results: dict[str, dict[str, float]], value: float | None) -> Verdict:
         """Take one evaluation (``results`` per direction, ``value`` its selection score)."""
-        worse = worse_than_nothing(flatten(results))
-        improved = value is not None and math.isfinite(value) and (
-            self.best is None
-            or (not worse and bool(self.best_worse))  # the first epoch better than doing nothing wins
-            or (bool(worse) == bool(self.best_worse) and value < self.best["value"]))
+        flat = flatten(results)
+        worse, idle = worse_than_nothing(flat), untranslated(flat)
+        noise = selection_noise(flat, self.select_by)
+        improved = value is not None and math.isfinite(value) and self._better(value, noise, bool(worse or idle))
         if improved:
+            new_tier = self.best is None or bool(worse or idle) != bool(self.best_worse or self.best_untranslated)
+            if new_tier or value < self.lowest["value"]:
+                self.lowest = {"value": value, "noise": noise}
             self.best = {"epoch": epoch, "step": step, "value": value}
-            self.best_worse = worse
+            self.best_worse, self.best_untranslated = worse, idle
             self.since_best = 0
             self.raised.discard("overtraining")
         elif value is not None:
             self.since_best += 1
+        self._check_translation(epoch, step, idle)
         self._check_dominance(epoch, step, results)
         self._check_memorising(epoch, step, results)
         self._check_collapse(epoch, step, results)
         self._check_overtraining(epoch, step, value)
         stop = self.patience > 0 and self.since_best >= self.patience
         return Verdict(value, improved, stop)
+
+    def _better(self, value: float, noise: float, failing: bool) -> bool:
+        """Whether an evaluation replaces the best: one that translates beats one that does not
+        (worse than nothing, or translating nothing); within a tier, a lower value wins, and so does
+        a later epoch whose value is within the sampling noise of the lowest (a tie: held-out scores
+        that close cannot tell the epochs apart, and training has gone on since)."""
+        if self.best is None:
+            return True
+        best_failing = bool(self.best_worse or self.best_untranslated)
+        if failing != best_failing:
+            return best_failing
+        lowest = self.lowest or {"value": self.best["value"], "noise": 0.0}
+        return value < lowest["value"] or value - lowest["value"] < math.hypot(noise, lowest["noise"])
+
+    def check_end(self, epoch: int, step: int) -> None:
+        """At the end of training: warn when even the chosen epoch is worse than doing nothing, or
+        translates nothing in a direction."""
+        self.check_worse_than_nothing(epoch, step)
+        chosen = self.best["epoch"] if self.best else "?"
+        self._raise_once(
+            "no_translation:end", bool(self.best_untranslated), epoch, step,
+            f"The chosen epoch ({chosen}) translates nothing in {'; '.join(self.best_untranslated)}: that "
+            "generator returns its input nearly unchanged, though the two domains differ. " + _NO_TRANSLATION_TRY)
+
+    def _check_translation(self, epoch: int, step: int, idle: list[str]) -> None:
+        for direction in self.untranslated:
+            found = [d for d in idle if d.startswith(direction)]
+            self.untranslated[direction] = self.untranslated[direction] + 1 if found else 0
+            self._raise_once(
+                f"no_translation:{direction}", self.untranslated[direction] >= NO_TRANSLATION_EVALS, epoch, step,
+                f"No translation in {direction}: for {self.untranslated[direction]} evaluations in a row the "
+                f"generator has returned its input nearly unchanged ({found[0] if found else ''}), though the two "
+                "domains differ. " + _NO_TRANSLATION_TRY)
 
     def check_worse_than_nothing(self, epoch: int, step: int) -> None:
         """At the end of training: warn when even the chosen epoch is worse than doing nothing."""
@@ -179,6 +231,12 @@ class TrainingMonitor:
             f"({self.best['value']:.4g} at epoch {self.best['epoch']}) for {self.since_best} evaluations "
             f"(now {value:.4g}). Try: use the best weights (translate --best), stop here, or set --patience "
             "to stop automatically.")
+
+
+_NO_TRANSLATION_TRY = (
+    "Try: train longer (the discriminators may not tell the domains apart yet), --preset quality (its colour "
+    "transform learns colour styles quickly) or --preset paper, a smaller --lambda-identity; if the two folders "
+    "should barely differ, ignore this.")
 
 
 def score_gap(real: float, fake: float, gan_loss: str) -> float:

@@ -32,7 +32,8 @@ from ..errors import DataError
 from ..images import load_image, match_channels, pil_to_tensor, to_float, to_uint8
 from ..models.discriminators import build_discriminator
 from .inception import fid_kid, image_features, inception_network
-from .metrics import SlicedWasserstein, checkerboard_energy, l1, mean_pairwise_distance, psnr, separation_auc, ssim
+from .metrics import (SWD_RESAMPLES, SlicedWasserstein, change_agreement, change_scores, checkerboard_energy, l1,
+                      mean_pairwise_distance, psnr, separation_auc, ssim)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def evaluate_ground_truth(translator: TranslatorLike, data_dir: str | Path) -> d
         if not pairs:
             continue
         sums = dict.fromkeys(("l1", "psnr", "ssim", "identity_l1", "identity_psnr", "identity_ssim"), 0.0)
+        agreement = [0.0, 0.0, 0.0]
         config = translator.config
         source_channels = domain_channels(config, direction[0])
         target_channels = domain_channels(config, _TARGET[direction])
@@ -86,11 +88,14 @@ def evaluate_ground_truth(translator: TranslatorLike, data_dir: str | Path) -> d
             if y.shape != x.shape:
                 y = TF.resize(y, list(x.shape[-2:]), interpolation=InterpolationMode.BICUBIC)
             out = translator.translate_tensor(x.unsqueeze(0), direction)[0]
-            for prefix, image in (("", out), ("identity_", match_channels(x, target_channels))):
+            unchanged = match_channels(x, target_channels)
+            for prefix, image in (("", out), ("identity_", unchanged)):
                 sums[f"{prefix}l1"] += l1(image, y)
                 sums[f"{prefix}psnr"] += psnr(image, y)
                 sums[f"{prefix}ssim"] += ssim(image, y)
-        results[direction] = {k: v / len(pairs) for k, v in sums.items()} | {"images": len(pairs)}
+            agreement = [a + b for a, b in zip(agreement, change_agreement(unchanged, out, y))]
+        results[direction] = ({k: v / len(pairs) for k, v in sums.items()} | change_scores(*agreement)
+                              | {"images": len(pairs)})
     if not results:
         raise DataError(f"{data_dir} has no ground truth to evaluate against: expected testA/ with gt/AtoB/ "
                         "or testB/ with gt/BtoA/ (as `cyclegan make-dataset` writes)")
@@ -137,16 +142,28 @@ class HeldOut:
             self._cache[kind, domain] = compute()
         return self._cache[kind, domain]
 
-    def swd(self, images: torch.Tensor, domain: str) -> float:
-        """SWD of ``images`` to this set's real images of ``domain``."""
+    def swd(self, images: torch.Tensor, domain: str, resamples: int = 0) -> tuple[float, float]:
+        """SWD of ``images`` to this set's real images of ``domain``, and its bootstrap standard
+        deviation over ``resamples`` resamples of ``images`` (nan without)."""
         reference = self._cached("swd", domain, lambda: SlicedWasserstein(self.images[domain], self.device))
-        return reference(images)
+        return reference.measure(images, resamples)
 
     def swd_identity(self, source: str, target: str) -> float:
         """The do-nothing baseline: SWD of the source domain's images, unchanged (but for their
         channel count), to the target's."""
         unchanged = lambda: match_channels(self.images[source], self.images[target].shape[1])  # noqa: E731
-        return self._cached("swd_identity", source, lambda: self.swd(unchanged(), target))
+        return self._cached("swd_identity", source, lambda: self.swd(unchanged(), target)[0])
+
+    def swd_floor(self, domain: str) -> float:
+        """SWD between the two halves of ``domain``'s real images: the distance that sampling noise
+        alone leaves (nan with fewer than 4 images)."""
+        def compute() -> float:
+            images = self.images[domain]
+            if len(images) < 4:
+                return float("nan")
+            half = len(images) // 2
+            return SlicedWasserstein(images[:half], self.device)(images[half:2 * half])
+        return self._cached("swd_floor", domain, compute)
 
     def diversity(self, outputs: torch.Tensor, source: str) -> float:
         """How varied translations of the ``source`` images are relative to those images: 1 keeps
@@ -177,15 +194,19 @@ def _direction(G: nn.Module, G_back: nn.Module, D: nn.Module | None, heldout: He
     device, real_source, real_target = heldout.device, heldout.images[source], heldout.images[target]
     fake = to_uint8(_run(G, real_source, device, autocast, batch))
     back = _run(G_back, fake, device, autocast, batch)
+    swd, swd_sd = heldout.swd(fake, target, SWD_RESAMPLES)
     result = {
-        "swd": heldout.swd(fake, target),
+        "swd": swd,
+        "swd_sd": swd_sd,
         "swd_identity": heldout.swd_identity(source, target),
+        "swd_floor": heldout.swd_floor(target),
         "cycle_l1": l1(back, to_float(real_source)),
         "diversity": heldout.diversity(fake, source),
         "checkerboard": checkerboard_energy(fake) / heldout.checkerboard(source),
         "heldout_images": len(real_source),
     }
     if real_target.shape[1] == real_source.shape[1]:  # G can take target images only when channels match
+        result["change"] = l1(to_float(fake), to_float(real_source))
         result["identity_mapping_l1"] = l1(_run(G, real_target, device, autocast, batch), to_float(real_target))
     if D is not None:
         real_scores = _run(D, real_target, device, autocast, batch).flatten(1).mean(1)

@@ -57,6 +57,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("swd", "SWD", "lower", "heldout", ".2f", 9, baseline="swd_identity",
            title="SWD to real target images (dashed: input unchanged)", axis="SWD x 1e3 (lower is better)"),
     Metric("swd_identity", "SWD input", "lower", "heldout", ".2f", 11),
+    # The SWD's sampling noise: its standard deviation over bootstrap resamples of the held-out
+    # images. Two epochs closer than this are a tie (the later one is kept in best/).
+    Metric("swd_sd", "SWD sd", "", "heldout", ".2f", 8),
+    # The SWD between two halves of the real target images: what sampling noise alone scores, so a
+    # translation near it is as close to the target as the held-out set can tell, and an input near
+    # it means the two domains barely differ.
+    Metric("swd_floor", "SWD floor", "", "heldout", ".2f", 11),
+    # Mean |G(x) - x|: how much the generator changed its input at all (0-1 scale).
+    Metric("change", "change", "", "heldout", ".4f", 8,
+           title="Change made to the input: mean |G(x) - x|", axis="L1, 0-1 scale"),
     Metric("cycle_l1", "cycle L1", "lower", "heldout", ".4f", 10,
            title="Cycle reconstruction L1", axis="L1, 0-1 scale"),
     Metric("identity_mapping_l1", "G(target) L1", "lower", "heldout", ".4f", 13,
@@ -77,6 +87,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("identity_psnr", "PSNR input", "higher", "ground_truth", ".2f", 15),
     Metric("ssim", "SSIM", "higher", "ground_truth", ".3f", 7, baseline="identity_ssim"),
     Metric("identity_ssim", "SSIM input", "higher", "ground_truth", ".3f", 15),
+    # How much of the needed change (truth - x) the made change (G(x) - x) carries: their inner
+    # product over the needed change's squared norm. 1: all of it; 0: none (the input returned, or a
+    # change unrelated to the needed one); above 1: overshoot.
+    Metric("change_made", "change made", "higher", "ground_truth", ".3f", 13),
+    # The cosine between the made and the needed change: is what changed what should have changed?
+    Metric("change_corr", "change corr", "higher", "ground_truth", ".3f", 13),
     Metric("images", "images", "", "ground_truth", "", 8),
 )
 BY_KEY = {m.key: m for m in METRICS}
@@ -89,6 +105,7 @@ SWD_PATCHES_PER_IMAGE = 128
 SWD_MIN_LEVEL = 16
 SWD_DIRECTIONS = 512
 SWD_QUANTILES = 4096  # points at which the sorted projections are compared
+SWD_RESAMPLES = 8  # bootstrap resamples of the images behind an SWD's standard deviation
 DIVERSITY_SIZE = 64  # images are compared pairwise at this size: enough to see collapse, cheap
 
 
@@ -169,6 +186,20 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     value = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(value.mean())
 
+
+
+def change_agreement(source: torch.Tensor, output: torch.Tensor, truth: torch.Tensor) -> tuple[float, float, float]:
+    """The sums behind ``change_made`` and ``change_corr`` for one image: <made, needed>,
+    |made|^2 and |needed|^2, where made = output - source and needed = truth - source. Summed over a
+    test set, then combined by ``change_scores``, so large images do not weigh less than small ones."""
+    made, needed = (output - source).double(), (truth - source).double()
+    return float((made * needed).sum()), float(made.pow(2).sum()), float(needed.pow(2).sum())
+
+
+def change_scores(dot: float, made: float, needed: float) -> dict[str, float]:
+    """``change_made`` (dot / needed) and ``change_corr`` (the cosine) from summed ``change_agreement``s."""
+    return {"change_made": dot / needed if needed > 0 else float("nan"),
+            "change_corr": dot / math.sqrt(made * needed) if made > 0 and needed > 0 else 0.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,10 +284,31 @@ class SlicedWasserstein:
         return torch.Generator(self.device).manual_seed(self.seed)
 
     def __call__(self, images: torch.Tensor) -> float:
+        return self.measure(images)[0]
+
+    def measure(self, images: torch.Tensor, resamples: int = 0) -> tuple[float, float]:
+        """The distance, and its standard deviation over ``resamples`` bootstrap resamples of the
+        images (whole images drawn with replacement; nan without resamples). The descriptors are
+        computed once and resampled, so the spread costs only the projections and sorts."""
         if tuple(images.shape[-2:]) != self.size:
             raise ValueError(f"SWD needs images of one size, got {tuple(images.shape[-2:])} and {self.size}")
+        descriptors = _descriptors(images, self._positions(), self.device)
+        value = self._distance(descriptors)
+        if resamples < 2:
+            return value, float("nan")
+        draws = torch.Generator().manual_seed(self.seed + 2)
+        patches = torch.arange(SWD_PATCHES_PER_IMAGE)
+        values = []
+        for _ in range(resamples):
+            picked = torch.randint(len(images), (len(images),), generator=draws)
+            rows = (picked[:, None] * SWD_PATCHES_PER_IMAGE + patches).flatten().to(self.device)
+            values.append(self._distance([d[rows] for d in descriptors]))
+        mean = sum(values) / len(values)
+        return value, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+    def _distance(self, descriptors: list[torch.Tensor]) -> float:
         distances = [float((_sorted_quantiles(x, level[:3]) - level[3]).abs().mean())
-                     for x, level in zip(_descriptors(images, self._positions(), self.device), self.levels)]
+                     for x, level in zip(descriptors, self.levels)]
         return 1e3 * sum(distances) / len(distances)
 
 
@@ -337,20 +389,40 @@ def _ratio_to_baseline(key: str) -> Callable[[Flat, int], float | None]:
     return value
 
 
+def _no_noise(flat: Flat) -> float:
+    return 0.0
+
+
+def _swd_noise(relative: bool) -> Callable[[Flat], float]:
+    """The standard deviation of the mean over both directions of SWD (or of SWD over its input's),
+    from each direction's bootstrap spread (0 where an evaluation did not record one)."""
+    def noise(flat: Flat) -> float:
+        parts = []
+        for d in DIRECTIONS:
+            sd, baseline = _number(flat.get(f"val_swd_sd_{d}")), _number(flat.get(f"val_swd_identity_{d}"))
+            if sd is None or (relative and not baseline):
+                return 0.0
+            parts.append(sd / baseline if relative else sd)
+        return math.sqrt(sum(p * p for p in parts)) / len(parts)
+    return noise
+
+
 @dataclass(frozen=True)
 class SelectionRule:
-    """A way to pick the best epoch: a number per evaluation, lower is better."""
+    """A way to pick the best epoch: a number per evaluation, lower is better, and its sampling
+    noise (two evaluations closer than their noise are a tie, which the later epoch wins)."""
 
     name: str
     label: str  # how report and the app say what was compared
     value: Callable[[Flat, int], float | None]  # (flattened evaluation, epoch) -> score, None if not computed
     needs_fid: bool = False
+    noise: Callable[[Flat], float] = _no_noise  # (flattened evaluation) -> standard deviation of ``value``
 
 
 SELECTION_RULES: dict[str, SelectionRule] = {rule.name: rule for rule in (
-    SelectionRule("swd", "mean SWD of both directions", _mean_of("swd")),
+    SelectionRule("swd", "mean SWD of both directions", _mean_of("swd"), noise=_swd_noise(relative=False)),
     SelectionRule("swd_ratio", "mean of each direction's SWD over its input-unchanged SWD",
-                  _ratio_to_baseline("swd")),
+                  _ratio_to_baseline("swd"), noise=_swd_noise(relative=True)),
     SelectionRule("cycle_l1", "mean cycle-reconstruction L1", _mean_of("cycle_l1")),
     SelectionRule("identity_l1", "mean identity-mapping L1 (a generator on its target domain)",
                   _mean_of("identity_mapping_l1")),
@@ -366,6 +438,37 @@ def selection_value(flat: Flat, rule: str, epoch: int = 0) -> float | None:
     if rule not in SELECTION_RULES:
         raise ValueError(f"cannot select by {rule!r}; choose one of {', '.join(SELECTABLE)}")
     return SELECTION_RULES[rule].value(flat, epoch)
+
+
+# A direction translates nothing when its output barely differs from its input (mean |G(x) - x|
+# below NO_CHANGE on the 0-1 scale) and is no nearer the target domain than the input was (SWD at
+# least NO_PROGRESS of the input's), while the input is far from the target (its SWD at least
+# DOMAIN_GAP times the target's own split-half SWD, the sampling floor): when the two domains barely
+# differ, returning the input is the right answer. Calibrated on the style suite (BENCHMARKS.md,
+# "The no_translation warning").
+NO_CHANGE = 0.02
+NO_PROGRESS = 0.9
+DOMAIN_GAP = 2.0
+
+
+def untranslated(flat: Flat) -> list[str]:
+    """The directions that translate nothing (see NO_CHANGE), each with its numbers."""
+    found = []
+    for d in DIRECTIONS:
+        change, value, baseline, floor = (_number(flat.get(f"val_{k}_{d}"))
+                                          for k in ("change", "swd", "swd_identity", "swd_floor"))
+        if None in (change, value, baseline, floor):
+            continue
+        if change < NO_CHANGE and value >= NO_PROGRESS * baseline and baseline >= DOMAIN_GAP * floor:
+            found.append(f"{d} (outputs differ from their inputs by {change:.4f} on average; SWD {value:.2f} "
+                         f"against the input's {baseline:.2f}, while two halves of the target set differ by "
+                         f"{floor:.2f})")
+    return found
+
+
+def selection_noise(flat: Flat, rule: str) -> float:
+    """The sampling noise (standard deviation) of ``selection_value(flat, rule)``."""
+    return SELECTION_RULES[rule].noise(flat)
 
 
 def worse_than_nothing(flat: Flat) -> list[str]:

@@ -18,6 +18,7 @@ import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -86,6 +87,35 @@ def _upsample(in_ch: int, out_ch: int, mode: str) -> list[nn.Module]:
 SKIP_LIMIT = 0.999  # inputs are clamped to +-this before atanh, which is infinite at +-1
 
 
+class ColourTransform(nn.Module):
+    """A per-image colour transform: a CxC matrix and an offset, predicted from the image's colour
+    statistics (per-channel mean and spread, and a 4x4 thumbnail) and applied to every pixel.
+
+    Styles that keep the layout are mostly a global colour change (a grade, a tint, a season), which
+    a convolutional generator learns slowly and a PatchGAN barely rewards at first; this path can
+    express one with a dozen numbers, so the adversarial gradient of every pixel pushes the same few
+    parameters. It sees the image, so it can tell an image that needs the change from one that is
+    already in the target domain (which the identity loss asks to pass through). The last layer
+    starts at zero: the transform starts as the identity.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64, grid: int = 4) -> None:
+        super().__init__()
+        self.channels, self.grid = channels, grid
+        self.mlp = nn.Sequential(nn.Linear(channels * (2 + grid * grid), hidden), nn.ReLU(True),
+                                 nn.Linear(hidden, channels * channels + channels))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[0], self.channels
+        stats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3)), F.adaptive_avg_pool2d(x, self.grid).flatten(1)], 1)
+        params = self.mlp(stats)
+        matrix = params[:, :c * c].reshape(n, c, c) + torch.eye(c, device=x.device, dtype=params.dtype)
+        offset = params[:, c * c:].reshape(n, c, 1, 1)
+        return torch.einsum("nij,njhw->nihw", matrix.to(x.dtype), x) + offset.to(x.dtype)
+
+
 @register("resnet")
 class ResnetGenerator(Generator):
     """c7s1-ngf, d(2ngf), d(4ngf), n_blocks x R(4ngf), u(2ngf), u(ngf), c7s1-out, tanh.
@@ -98,18 +128,29 @@ class ResnetGenerator(Generator):
     starts out near the identity, so a mapping that keeps structure (a photo's detail under a
     new style) need not redraw every pixel through the bottleneck, which is where the published
     generator's blur comes from. It adds no weights: the state_dict keys stay the official ones.
+
+    ``colour`` (our addition) replaces that skip with a linear one through a ``ColourTransform``:
+    ``clamp(T(x) + net(x), -1, 1)``, where T is a per-image colour matrix and offset that starts as
+    the identity. The network then adds only what a colour transform cannot express (texture,
+    local change). Linear, not through tanh: ``atanh`` starves dark and bright pixels of gradient
+    (tanh' is 0.002 at 0.999), which are exactly the ones a grade moves most. The residual's last
+    conv starts at zero (``build_generator``), so an untrained generator is exactly the identity: a
+    run that never learns returns its input, which the no_translation warning then reports, rather
+    than noise. It adds the weights ``colour.*`` beside the official keys.
     """
 
     size_multiple = 4
 
     def __init__(self, channels: int = 3, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose",
-                 out_channels: int | None = None, skip: bool = False) -> None:
+                 out_channels: int | None = None, skip: bool = False, colour: bool = False) -> None:
         super().__init__()
         self.in_channels, self.out_channels = channels, out_channels or channels
         self.n_blocks = n_blocks
-        if skip and self.in_channels != self.out_channels:
-            raise ConfigError(f"a generator with a skip needs as many output channels as input channels, "
-                              f"got {self.in_channels} and {self.out_channels}")
+        if (skip or colour) and self.in_channels != self.out_channels:
+            raise ConfigError(f"a generator with a skip or a colour transform needs as many output channels as "
+                              f"input channels, got {self.in_channels} and {self.out_channels}")
+        if skip and colour:
+            raise ConfigError("skip and colour are two kinds of skip; choose one")
         self.skip = skip
         self.skip_limit = SKIP_LIMIT  # an attribute: TorchScript (export) cannot read module globals
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), norm_layer(ngf),
@@ -121,11 +162,12 @@ class ResnetGenerator(Generator):
         for mult in (4, 2):
             layers += _upsample(ngf * mult, ngf * mult // 2, upsample) + [norm_layer(ngf * mult // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, self.out_channels, 7)]
-        self.model = nn.Sequential(*layers) if skip else nn.Sequential(*layers, nn.Tanh())
+        self.model = nn.Sequential(*layers) if skip or colour else nn.Sequential(*layers, nn.Tanh())
+        self.colour = ColourTransform(channels) if colour else None
 
     @classmethod
     def from_config(cls, model: "ModelConfig", in_channels: int, out_channels: int) -> "ResnetGenerator":
-        return cls(in_channels, model.ngf, model.n_blocks, model.upsample, out_channels, model.skip)
+        return cls(in_channels, model.ngf, model.n_blocks, model.upsample, out_channels, model.skip, model.colour)
 
     @property
     def receptive_radius(self) -> int:
@@ -136,6 +178,8 @@ class ResnetGenerator(Generator):
         return self.size_multiple * math.ceil(radius / self.size_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.colour is not None:
+            return (self.colour(x) + self.model(x)).clamp(-1, 1)
         if self.skip:
             return torch.tanh(self.model(x) + torch.atanh(x.clamp(-self.skip_limit, self.skip_limit)))
         return self.model(x)
@@ -160,7 +204,12 @@ def generator_class(name: str) -> type[Generator]:
 def build_generator(model: "ModelConfig", direction: str = "AtoB") -> Generator:
     """The generator ``model`` describes for ``direction`` (AtoB: channels_a in, channels_b out)."""
     ins, outs = (model.channels_a, model.channels_b) if direction == "AtoB" else (model.channels_b, model.channels_a)
-    return init_weights(generator_class(model.generator).from_config(model, ins, outs))
+    net = init_weights(generator_class(model.generator).from_config(model, ins, outs))
+    if getattr(net, "colour", None) is not None:  # the residual starts at zero: the identity (see ResnetGenerator)
+        last = net.model[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return net
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -200,7 +200,7 @@ def _train(config: Config, run_dir: Path, world: distributed.World, device: torc
             if distributed.any_rank(stop_early, device):
                 break
         if world.is_main and run.heldout is not None:  # inside: its warning still reaches TensorBoard
-            run.monitor.check_worse_than_nothing(run.epoch, run.step)
+            run.monitor.check_end(run.epoch, run.step)
     distributed.cleanup()
     return run_dir
 
@@ -425,12 +425,18 @@ def best_meta(run: Run, value: float, flat: dict[str, float]) -> dict:
     t = run.config.train
     rule = SELECTION_RULES[t.select_by]
     evaluations = sum(1 for row in run.metrics.rows if row.get("val_swd_AtoB"))
-    worse = run.monitor.best_worse
-    reason = (f"{rule.label}: {value:.4g}, the best of {evaluations} evaluation(s) so far; "
-              + (f"but worse than doing nothing in {'; '.join(worse)}, as every epoch so far" if worse else
-                 "no direction worse than returning the input unchanged"))
+    worse, idle = run.monitor.best_worse, run.monitor.best_untranslated
+    lowest = run.monitor.lowest
+    tie = (f" (within the sampling noise of the lowest, {lowest['value']:.4g}, so the later epoch is kept)"
+           if lowest and value > lowest["value"] else "")
+    problems = ([f"worse than doing nothing in {'; '.join(worse)}"] if worse else []) + (
+        [f"translating nothing in {'; '.join(idle)}"] if idle else [])
+    reason = (f"{rule.label}: {value:.4g}{tie}, the best of {evaluations} evaluation(s) so far; "
+              + (f"but {' and '.join(problems)}, as every epoch so far" if problems else
+                 "every direction translates and none is worse than returning the input unchanged"))
     return {"epoch": run.epoch, "step": run.step, "metric": f"val_{t.select_by}", "value": value,
-            "rule": t.select_by, "reason": reason, "worse_than_nothing": worse, "metrics": flat}
+            "rule": t.select_by, "reason": reason, "worse_than_nothing": worse, "no_translation": idle,
+            "metrics": flat}
 
 
 def save_samples(run: Run) -> None:
