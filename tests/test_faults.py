@@ -154,7 +154,7 @@ def test_a_fused_state_resumes_into_an_unfused_optimizer(config):
         _assert_adam_policy(optimizer)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda  # selected by `pytest -m cuda`; conftest.py skips it without a GPU
 def test_a_cpu_run_resumes_on_cuda_and_steps(config):
     """The reported crash: a CPU run's state in CUDA's fused Adam, then one real step."""
     cpu_models = Models.build(config, torch.device("cpu"))
@@ -173,6 +173,16 @@ def test_a_cpu_run_resumes_on_cuda_and_steps(config):
         optimizer.step()
     torch.cuda.synchronize()
     assert all(torch.isfinite(p).all() for p in models.G_AB.parameters())
+
+
+@pytest.mark.cuda
+def test_a_cpu_trained_run_resumes_on_cuda_through_the_trainer(run):
+    """The user's path: a run trained on a CPU, copied to a GPU machine, resumed with --device auto."""
+    config = runfolder.load_config(run)
+    config.train.device, config.train.epochs = "auto", 2
+    train(config, run, resume=True)
+    assert runfolder.load_state(run)["step"] == 12
+    assert all(torch.isfinite(t).all() for t in runfolder.read_weights(runfolder.weights_path(run, "G_AB")).values())
 
 
 # --------------------------------------------------------------------------- 2. two trainers on one run folder
