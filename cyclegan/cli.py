@@ -22,11 +22,12 @@ from typing import Any, Sequence
 from .app.settings import add_app_arguments
 from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
 from .data.photos import STYLES as PHOTO_STYLES
-from .errors import ConfigError, CycleGANError, TrainingInterrupted
+from .errors import ConfigError, CycleGANError, DiskFullError, TrainingInterrupted
 from .evaluate.table import BY_KEY, SELECTABLE, table_rows
 
 log = logging.getLogger("cyclegan")
 FAILURES_FILE = "translate_failures.txt"  # written to the output folder: one "path<TAB>reason" line per failed input
+SOME_FAILED = 2  # translate's exit status when some files failed and the others were translated
 
 _DATA_FIELDS = ("domain_a", "domain_b", "test_a", "test_b")
 _FIELD_HELP = {
@@ -156,15 +157,21 @@ def cmd_translate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, image_format=args.format, cycle=args.cycle, workers=args.workers,
         progress=not args.quiet, video_stats=args.stats)
     print(summary.line(args.output))
-    if summary.failed:
-        # --input clip.mp4 --output out.mp4: the report goes beside the output file
-        named_video = Path(args.input).is_file() and is_video(args.input) and is_video(args.output)
-        report = (Path(args.output).parent if named_video else Path(args.output)) / FAILURES_FILE
+    if not summary.failed:
+        return 0
+    # --input clip.mp4 --output out.mp4: the report goes beside the output file
+    named_video = Path(args.input).is_file() and is_video(args.input) and is_video(args.output)
+    report = (Path(args.output).parent if named_video else Path(args.output)) / FAILURES_FILE
+    try:
         atomic_write_bytes(report, "".join(f"{path}\t{reason}\n" for path, reason in summary.failed).encode())
         print(f"{len(summary.failed)} file(s) not translated; the reason for each is in {report}", file=sys.stderr)
+    except CycleGANError as exc:  # the disk that refused the outputs may refuse the report too
+        path, reason = summary.failed[0]
+        print(f"{len(summary.failed)} file(s) not translated, the first {path}: {reason}; the list could not be "
+              f"written ({exc})", file=sys.stderr)
     # a re-run whose good images all exist already, beside a bad file, has nothing left to do: not an error
-    nothing_translated = summary.translated == 0 and summary.skipped == 0 and bool(summary.failed)
-    return 1 if nothing_translated or (args.strict and summary.failed) else 0
+    nothing_translated = summary.translated == 0 and summary.skipped == 0
+    return 1 if nothing_translated or args.strict else SOME_FAILED
 
 
 def cmd_import_official(args: argparse.Namespace) -> int:
@@ -384,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Example: cyclegan translate --run checkpoints/shapes --direction AtoB "
                                    "--input datasets/shapes/testA --output outputs/shapes_AtoB. Sizes are kept; "
                                    "existing outputs are skipped; unreadable files are reported, not fatal (exit "
-                                   "status 1 only if nothing could be translated, or with --strict).")
+                                   "status 2 when some files failed, 1 when nothing could be translated or with "
+                                   "--strict).")
     p.add_argument("--run", required=True, help="run folder made by `cyclegan train` or `cyclegan import-official`")
     p.add_argument("--direction", required=True, choices=("AtoB", "BtoA", "both"),
                    help="both: into OUTPUT/AtoB and OUTPUT/BtoA")
@@ -410,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 4194304, i.e. 2048x2048)")
     p.add_argument("--tile-size", type=int, help="tile side for large images (default 1024)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CUDA, slightly different output")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 if any file could not be translated")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 (not 2) if any file could not be translated")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_translate)
 
@@ -537,13 +546,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
-        return 130
+        return exc.exit_status  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
     except CycleGANError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk where no writer of ours named the file (a library's own writes)
+        full = DiskFullError.of(exc, exc.filename or "a file")
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

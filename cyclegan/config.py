@@ -122,10 +122,16 @@ class Config:
             raise ConfigError(f"{source} is not readable JSON ({exc}); restore it or start a new run") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source} does not hold a JSON object; restore it or start a new run")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}; restore it or start a new run") from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
+        for section in ("model", "train"):
+            if not isinstance(data.get(section, {}), dict):
+                raise ConfigError(f"'{section}' must be a JSON object, got {data[section]!r}")
         model_values = dict(data.get("model", {}))
         if "channels" in model_values:  # config.json before per-domain channels: one count for both
             both = model_values.pop("channels")
@@ -146,7 +152,16 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown {section} config field(s): {', '.join(unknown)}")
+    for f in dataclasses.fields(cls):  # a hand-edited or damaged file: a value of the wrong type
+        kinds, wanted = _JSON_TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
+        value = values.get(f.name, f.default)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ConfigError(f"{section}.{f.name} must be {wanted}, got {value!r}")
     return cls(**values)
+
+
+_JSON_TYPES = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"), "str": ((str,), "a string"),
+               "bool": ((bool,), "true or false")}  # the JSON values each field type takes
 
 
 def preset(name: str) -> Config:

@@ -7,6 +7,7 @@ D_A.safetensors       discriminators (latest); D_B.safetensors
 best/                 G_AB/G_BA.safetensors of the best held-out epoch, and meta.json describing it
 epochs/epoch_NNN/     G_AB/G_BA.safetensors of evaluated epochs kept with --keep-epochs
 train_state.pt        networks, optimizers, pools, position: an exact resume (written last)
+train.lock            held (flock) by the one trainer writing the run; it names that trainer's PID
 metrics.csv           one row per logged step or evaluation
 warnings.json         the warnings training raised: [{kind, epoch, step, message, time}]
 samples/epoch_NNN.png the sample grid of each epoch
@@ -21,12 +22,20 @@ and is read with ``torch.load(weights_only=True)``. train_state.pt carries its o
 networks, written last: whatever moment a kill interrupts a save, it and the networks in it agree,
 so resuming is exact even when the *.safetensors beside it were already replaced.
 
+One trainer at a time writes a run folder: ``lock_run`` takes an OS lock (``fcntl.flock``) on
+train.lock, which the kernel drops when the process ends however it ends, so a lock left by a
+kill -9 never blocks. Readers (translate, evaluate, the app) take no lock: atomic renames already
+show them the old file or the new one.
+
 A new file is added here, and run folders written by earlier versions keep loading.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
+import hashlib
 import io
 import json
 import os
@@ -45,12 +54,13 @@ from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from .config import Config
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DiskFullError, RunLockedError
 
 GENERATORS = ("G_AB", "G_BA")
 DISCRIMINATORS = ("D_A", "D_B")
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
+LOCK_FILE = "train.lock"
 BEST_DIR = "best"
 BEST_META = "meta.json"
 METRICS_FILE = "metrics.csv"
@@ -76,10 +86,16 @@ _UMASK = _current_umask()
 # --------------------------------------------------------------------------- atomic writes
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    On a full disk the temporary file is removed and DiskFullError names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DiskFullError.of(exc, path) or exc from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -87,8 +103,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = DiskFullError.of(exc, path)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -107,8 +126,11 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        full = DiskFullError.of(exc, path)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -127,9 +149,10 @@ def _read_json(path: Path) -> Any:
 # --------------------------------------------------------------------------- config.json
 
 def check_new_run_folder(run_dir: str | Path) -> None:
-    """Refuse a run folder that already has files: a run is never overwritten."""
+    """Refuse a run folder that already has files: a run is never overwritten (its lock file, which
+    the new run's trainer holds, does not count)."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise CheckpointError(f"run folder {run_dir} already exists; resume it with `cyclegan train --resume "
                               f"{run_dir}` or choose another --run name")
 
@@ -155,6 +178,49 @@ def load_config(run_dir: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path} is not readable JSON ({exc}); restore it or start a new run") from None
     return Config.from_json(text, source=str(path))
+
+
+# --------------------------------------------------------------------------- train.lock
+
+@contextmanager
+def lock_run(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder's trainer lock for the block (creating the folder); RunLockedError,
+    naming the holder's PID, when another process holds it.
+
+    ``flock`` belongs to the open file, and the kernel releases it when the process dies, so a lock
+    file left by a killed trainer is taken over at once. The PID inside is only a message for the
+    user: whether the lock is held is the kernel's answer, never the file's contents. The file is
+    left in place on release (unlinking it would let two processes lock two different files); a
+    new run's folder that holds nothing else then (training failed before its first file) is
+    removed, so the retry starts clean.
+    """
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise CheckpointError(f"cannot lock {path} ({exc.strerror}); check the folder's permissions, and that its "
+                                  "file system supports locks") from None
+        raise RunLockedError(f"{run_dir} is being trained by another process (PID {holder}); wait for it to end or "
+                             "stop it first (translate, evaluate and the app can read the run meanwhile)") from None
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk now would lose the training to come: say so before it starts
+            raise DiskFullError.of(exc, path) or exc from None
+        yield
+    finally:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            path.unlink(missing_ok=True)
+            run_dir.rmdir()
+        os.close(fd)  # releases the lock
 
 
 # --------------------------------------------------------------------------- weights
@@ -193,10 +259,13 @@ def keep_epoch(run_dir: str | Path, epoch: int, generators: dict[str, nn.Module]
             epoch_dir(run_dir, old).rmdir()
 
 
-def save_weights(net: nn.Module, path: Path, step: int, **metadata: str) -> None:
-    """One network as safetensors; ``step`` goes into the metadata to check a set is consistent."""
+def save_weights(net: nn.Module, path: Path, step: int, **metadata: str) -> bytes:
+    """One network as safetensors; ``step`` goes into the metadata to check a set is consistent.
+    Returns the bytes written."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-    atomic_write_bytes(path, safetensors_save(state, metadata={"step": str(step), **metadata}))
+    data = safetensors_save(state, metadata={"step": str(step), **metadata})
+    atomic_write_bytes(path, data)
+    return data
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -282,6 +351,12 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
     missing = sorted(_STATE_KEYS - state.keys()) if isinstance(state, dict) else sorted(_STATE_KEYS)
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}; this run cannot be resumed, start a new one")
+    malformed = [k for k in ("epoch", "batch", "step")
+                 if not isinstance(state[k], int) or isinstance(state[k], bool) or state[k] < 0]
+    malformed += [k for k in ("models", "opt_G", "opt_D") if not isinstance(state[k], dict)]
+    if malformed:
+        raise CheckpointError(f"{path} has malformed {', '.join(malformed)}; this run cannot be resumed, start a new "
+                              "one")
     return state
 
 
@@ -290,18 +365,50 @@ def load_state(run_dir: str | Path) -> dict[str, Any]:
 def save_best(run_dir: str | Path, generators: dict[str, nn.Module], meta: dict[str, Any]) -> None:
     """Write the best epoch's generators to ``best/`` and, last, ``best/meta.json`` describing them.
 
-    Each file is replaced atomically; meta.json's ``step`` matches the step stored in both weight
-    files, so a reader can tell a complete set from one cut short by a crash.
+    Each file is replaced atomically, but a kill between them can leave a pair from two epochs, so
+    meta.json records what each generator file must be (``files``: name -> size and SHA-256) and
+    ``check_best`` refuses any other pair.
     """
+    files = {}
     for name, net in generators.items():
-        save_weights(net, weights_path(run_dir, name, best=True), meta["step"])
-    _write_json(Path(run_dir) / BEST_DIR / BEST_META, meta)
+        path = weights_path(run_dir, name, best=True)
+        data = save_weights(net, path, meta["step"])
+        files[path.name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    _write_json(Path(run_dir) / BEST_DIR / BEST_META, {**meta, "files": files})
 
 
 def read_best(run_dir: str | Path) -> dict[str, Any] | None:
-    """``best/meta.json`` (epoch, step, metric, value, metrics), or None if there is no usable one."""
+    """``best/meta.json`` (epoch, step, metric, value, metrics, files), or None if there is no usable one."""
     meta = _read_json(Path(run_dir) / BEST_DIR / BEST_META)
     return meta if isinstance(meta, dict) and {"epoch", "metric", "value"} <= meta.keys() else None
+
+
+def check_best(run_dir: str | Path) -> None:
+    """Raise CheckpointError unless best/'s generator files are the ones best/meta.json describes.
+
+    meta.json is written last, so a save cut short leaves files it does not describe. Folders from
+    before ``files`` was recorded are checked by the step stored in each weight file.
+    """
+    folder = Path(run_dir) / BEST_DIR
+    meta = read_best(run_dir)
+    what = ("delete best/ and use the latest weights (drop --best), or train on: the next best epoch rewrites "
+            "best/ whole")
+    if meta is None:
+        raise CheckpointError(f"{folder / BEST_META} is missing or unreadable, so best/'s generators cannot be told "
+                              f"apart from a save cut short; {what}")
+    for name in GENERATORS:
+        path = folder / f"{name}.safetensors"
+        if not path.exists():
+            continue
+        expected = (meta.get("files") or {}).get(path.name)
+        if isinstance(expected, dict):
+            data = path.read_bytes()
+            good = len(data) == expected.get("size") and hashlib.sha256(data).hexdigest() == expected.get("sha256")
+        else:
+            good = meta.get("step") is None or weights_step(path) == meta["step"]
+        if not good:
+            raise CheckpointError(f"{path} is not the file {folder / BEST_META} describes (epoch {meta['epoch']}): "
+                                  f"a save of best/ was cut short and the pair is mixed; {what}")
 
 
 # --------------------------------------------------------------------------- warnings.json
@@ -321,6 +428,10 @@ class RunWarnings:
         self.write = write  # False on the ranks of a distributed run that do not own the run folder
         self.also = also  # handed each new warning too (the TensorBoard log shows them as text)
         self.items: list[dict[str, Any]] = read_warnings(run_dir)
+        # True: keep new warnings in memory until ``release`` (the trainer judges an epoch before
+        # its checkpoint is saved, and writes nothing else before that checkpoint)
+        self.hold = False
+        self._held = False  # a warning came while holding
 
     def add(self, kind: str, epoch: int, step: int, message: str) -> None:
         item = {"kind": kind, "epoch": epoch, "step": step, "message": message,
@@ -337,8 +448,17 @@ class RunWarnings:
             self.items = kept
             self._write()
 
+    def release(self) -> None:
+        """Write the warnings held back since ``hold`` was set, and stop holding."""
+        self.hold = False
+        if self._held:
+            self._held = False
+            self._write()
+
     def _write(self) -> None:
-        if self.write:
+        if self.hold:
+            self._held = True
+        elif self.write:
             _write_json(self.path, self.items)
 
 
@@ -394,8 +514,12 @@ class MetricsLog:
             self.columns += new
             self._rewrite()
             return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns, lineterminator="\n").writerow(row)
+        try:
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, self.columns, lineterminator="\n").writerow(row)
+        except OSError as exc:  # a row cut short is dropped by readers and repaired by the next run
+            self._damaged = True
+            raise DiskFullError.of(exc, self.path) or exc from None
 
     def append_or_merge(self, row: dict[str, Any]) -> None:
         """Append ``row``, or fill it into the last row when that one is for the same step.

@@ -82,14 +82,19 @@ def _open(av: Any, path: Path) -> Any:
     return container
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Size, frame rate, frame count and audio codec of a clip; DataError if it cannot be read."""
+def probe(path: str | Path, count_frames: bool = False) -> VideoInfo:
+    """Size, frame rate, frame count and audio codec of a clip; DataError if it cannot be read.
+
+    The frame count comes from the container's index unless ``count_frames`` (or the index has
+    none): then the video packets are counted, without decoding, since a header may say anything.
+    """
     path = Path(path)
     av = require_av(path)
     container = _open(av, path)
     try:
         stream = container.streams.video[0]
-        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        indexed = 0 if count_frames else stream.frames
+        frames = indexed or sum(1 for packet in container.demux(stream) if packet.size)
         audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
         fps = Fraction(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
         return VideoInfo(stream.codec_context.width, stream.codec_context.height, fps, frames, audio)

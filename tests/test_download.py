@@ -19,6 +19,7 @@ from PIL import Image
 
 from cyclegan.cli import main
 from cyclegan.data import download as dl
+from cyclegan.data.folders import MADE_BY
 from cyclegan.translate.translator import Translator
 from test_translate_official import OfficialGenerator
 
@@ -99,7 +100,9 @@ def dataset_zip(top: str = "horse2zebra/") -> bytes:
 
 
 def _layout(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """The files a download put in ``folder``, less the marker saying which command made it."""
+    assert (folder / MADE_BY).read_text().startswith("download ")
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MADE_BY)
 
 
 EXPECTED = [f"{s}/{j}.png" for s in ("testA", "testB", "trainA", "trainB") for j in range(2)]
@@ -231,6 +234,13 @@ def test_existing_dataset_is_kept_unless_overwrite(server, tmp_path, capsys):
     code, err = cli("download", "dataset", "horse2zebra", "--out", tmp_path, capsys=capsys)
     assert code == 1 and "--overwrite" in err[0] and server.requests == []  # refused before downloading
     assert (tmp_path / "horse2zebra" / "mine.txt").exists()
+    # --overwrite replaces only a folder this command made: not one's own
+    code, err = cli("download", "dataset", "horse2zebra", "--out", tmp_path, "--overwrite", capsys=capsys)
+    assert code == 1 and "not made by `cyclegan download dataset`" in err[0] and server.requests == []
+    assert (tmp_path / "horse2zebra" / "mine.txt").exists()
+    (tmp_path / "horse2zebra" / "mine.txt").unlink()
+    (tmp_path / "horse2zebra").rmdir()
+    assert cli("download", "dataset", "horse2zebra", "--out", tmp_path, capsys=capsys)[0] == 0
     assert cli("download", "dataset", "horse2zebra", "--out", tmp_path, "--overwrite", capsys=capsys)[0] == 0
     assert _layout(tmp_path / "horse2zebra") == EXPECTED
     assert sorted(p.name for p in tmp_path.iterdir()) == ["horse2zebra"]

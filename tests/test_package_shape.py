@@ -24,7 +24,7 @@ ALLOWED = {
 LEAVES = {"config", "errors", "devices", "images", "video", "runfolder"}
 RUN_FOLDER_NAMES = {"config.json", "train_state.pt", "metrics.csv", "warnings.json", "meta.json", "samples",
                     "plots", "best", "epochs", "tensorboard", "G_AB.safetensors", "G_BA.safetensors",
-                    "D_A.safetensors", "D_B.safetensors"}
+                    "D_A.safetensors", "D_B.safetensors", "train.lock"}
 
 
 def _module_name(path: Path) -> str:

@@ -430,14 +430,14 @@ def test_cli_summary_and_exit_codes(random_run, tmp_path, capsys, caplog):
     (tmp_path / "in" / "bad.png").write_bytes(b"garbage")
     args = ["-q", "translate", "--run", str(random_run), "--direction", "AtoB", "--input", str(tmp_path / "in"),
             "--output", str(tmp_path / "out")]
-    assert main(args) == 0  # a failure among successes is reported, not fatal
+    assert main(args) == 2  # a failure among successes is reported, not fatal, and said in the status
     out = capsys.readouterr()
     assert "translated 1, skipped (exists) 0, failed 1" in out.out and "images/s" in out.out
     assert "1 file(s) not translated" in out.err
     assert any("bad.png cannot be read (not an image)" in r.getMessage() for r in caplog.records)
     failures = (tmp_path / "out" / "translate_failures.txt").read_text().splitlines()
     assert len(failures) == 1 and failures[0].startswith(str(tmp_path / "in" / "bad.png") + "\t")
-    assert main(args) == 0  # a re-run: the good image exists already, only the bad file is left
+    assert main(args) == 2  # a re-run: the good image exists already, the bad file still fails
     assert "translated 0, skipped (exists) 1, failed 1" in capsys.readouterr().out
     assert main(args + ["--overwrite", "--strict"]) == 1
     (tmp_path / "in" / "good.png").unlink()

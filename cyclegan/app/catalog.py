@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 
 from .. import runfolder
@@ -91,6 +92,15 @@ class RunInfo:
                 f"best: {self.best}{only}")
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/[^\s:;,'\"()\[\]]+")  # not a URL's, not a relative path's
+
+
+def hide_server_paths(text: str) -> str:
+    """``text`` with each absolute path cut to its last two parts (``run/config.json``): a message
+    shown in the browser names the file without telling the world how the server's disk is laid out."""
+    return _ABSOLUTE_PATH.sub(lambda m: "/".join(m.group(0).rstrip("/").split("/")[-2:]), text)
+
+
 def domain_name(folder: str) -> str:
     """A short name for a training folder: ``shapes/trainA`` for split folders, else the folder's name."""
     if not folder:
@@ -140,7 +150,7 @@ def inspect_run(run_dir: Path) -> RunInfo:
     try:
         config = runfolder.load_config(run_dir)
     except CycleGANError as exc:
-        info.reason = "config.json is missing" if not runfolder.has_config(run_dir) else str(exc)
+        info.reason = "config.json is missing" if not runfolder.has_config(run_dir) else hide_server_paths(str(exc))
         return info
     t = config.train
     info.domain_a, info.domain_b = domain_name(t.domain_a), domain_name(t.domain_b)
@@ -265,12 +275,34 @@ class SavedDataset:
     skipped: list[str]
 
 
-def save_uploaded_dataset(root: str | Path, name: str, files_a: list[str | Path], files_b: list[str | Path]) -> SavedDataset:
+@dataclass
+class DatasetUploadLimits:
+    """What one dataset upload may hold: files in all, bytes in all, and pixels in one image (as the
+    Translate tab's uploads)."""
+
+    max_files: int = 5000
+    max_total_bytes: int = 2 << 30
+    max_pixels: int = 40_000_000
+
+
+def save_uploaded_dataset(root: str | Path, name: str, files_a: list[str | Path], files_b: list[str | Path],
+                          limits: DatasetUploadLimits | None = None) -> SavedDataset:
     """Copy two sets of uploaded images into ``root/name/trainA`` and ``trainB``.
 
-    Every file is decoded first and unreadable ones are skipped (and named); the folder is built
-    under a hidden temporary name and renamed into place, so a half-saved dataset never appears.
+    An upload over ``limits`` (files, total bytes) is refused before anything is copied; every file
+    is then checked (its pixel count from the header, before it is decoded) and decoded, and
+    unreadable or oversized ones are skipped (and named); the folder is built under a hidden
+    temporary name and renamed into place, so a half-saved dataset never appears.
     """
+    limits = limits or DatasetUploadLimits()
+    everything = [Path(f) for f in [*(files_a or []), *(files_b or [])]]
+    if len(everything) > limits.max_files:
+        raise DataError(f"{len(everything)} files uploaded, over the app's {limits.max_files}; train on a larger "
+                        "folder with `cyclegan train --data DIR`")
+    total = sum(p.stat().st_size for p in everything if p.is_file())
+    if total > limits.max_total_bytes:
+        raise DataError(f"the upload holds {total / 2**20:.0f} MB, over the app's {limits.max_total_bytes / 2**20:.0f} "
+                        "MB; train on a larger folder with `cyclegan train --data DIR`")
     name = check_new_name(name, "dataset")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -286,6 +318,7 @@ def save_uploaded_dataset(root: str | Path, name: str, files_a: list[str | Path]
             for i, src in enumerate(files or []):
                 src = Path(src)
                 try:
+                    _check_pixels(src, limits.max_pixels)
                     load_image(src)
                 except CycleGANError as exc:
                     skipped.append(f"{src.name}: {exc}")
@@ -299,6 +332,18 @@ def save_uploaded_dataset(root: str | Path, name: str, files_a: list[str | Path]
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_pixels(path: Path, max_pixels: int) -> None:
+    """DataError for an image over ``max_pixels``, read from its header before it is decoded."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return  # not an image: decoding it says so, in its own words
+    if w * h > max_pixels:
+        raise DataError(f"{w}x{h} ({w * h / 1e6:.0f} megapixels), over the {max_pixels / 1e6:.0f} megapixel limit; "
+                        "downscale it first")
 
 
 def _safe_file_name(name: str) -> str:

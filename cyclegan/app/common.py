@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from PIL import Image
 
-from .catalog import NOT_KNOWN, RunCatalog, RunInfo
+from .catalog import NOT_KNOWN, RunCatalog, RunInfo, hide_server_paths
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -31,10 +31,11 @@ def escape(text: str) -> str:
 
 
 def user_error(exc: Exception) -> Exception:
-    """A CycleGANError as the message the UI shows (gr.Error renders HTML, so the text is escaped)."""
+    """A CycleGANError as the message the UI shows (gr.Error renders HTML, so the text is escaped; server
+    paths are cut to their last parts)."""
     import gradio as gr
 
-    return gr.Error(escape(str(exc)), print_exception=False)
+    return gr.Error(escape(hide_server_paths(str(exc))), print_exception=False)
 
 
 def open_picture(path: Path | None) -> Image.Image | None:

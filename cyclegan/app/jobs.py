@@ -244,7 +244,7 @@ class TrainingJobs:
                               if job.stop_requested else f"Training run {job.run!r}. One training job at a time.")
         elif code == 0:
             status.state, status.message = "finished", f"Run {job.run!r} finished; it is in the Translate tab's list."
-        elif job.stop_requested or code == 130:
+        elif job.stop_requested or code in (130, 143):  # SIGINT, or SIGTERM from outside the app
             status.state = "stopped"
             status.message = (f"Run {job.run!r} stopped; its checkpoint is saved: press Resume to continue it."
                               if runfolder.is_resumable(job.run_dir) else

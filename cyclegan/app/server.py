@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..devices import select_device
-from ..errors import ConfigError, CycleGANError
+from ..errors import CycleGANError
 from . import runs, train, translate
-from .catalog import RunCatalog
+from .catalog import DatasetUploadLimits, RunCatalog
 from .common import RunLists
 from .jobs import TrainingJobs
 from .settings import AppSettings, add_app_arguments, settings_from_args
@@ -27,7 +27,6 @@ from .translate import ModelCache, TranslateHandlers, UploadLimits, load_transla
 
 if TYPE_CHECKING:
     import gradio as gr
-
 
 @dataclass
 class AppState:
@@ -71,7 +70,8 @@ def build_ui(state: AppState) -> gr.Blocks:
                                             s.max_upload_mb, s.concurrency)
             runs_tab = runs.build(state.catalog, demo)
             lists = RunLists(run=translate_tab.run, notice=translate_tab.no_runs, runs=runs_tab.run)
-            train.build(TrainHandlers(state.jobs, state.catalog), lists, timer)
+            train.build(TrainHandlers(state.jobs, state.catalog,
+                                      DatasetUploadLimits(max_pixels=state.limits.max_pixels)), lists, timer)
         lists.refresh_on(translate_tab.refresh, demo, state.catalog)
     return demo
 
@@ -90,7 +90,7 @@ def serve(settings: AppSettings) -> None:
     try:
         demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                     max_file_size=int(settings.max_upload_mb * 2**20), footer_links=["api", "settings"],
-                    show_error=True)
+                    show_error=True, auth=settings.auth)
     except KeyboardInterrupt:
         pass
     finally:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import PRESETS
 from ..errors import ConfigError, CycleGANError
 from ..evaluate.timing import time_line
-from .catalog import NOT_KNOWN, RunCatalog, list_datasets, save_uploaded_dataset
+from .catalog import NOT_KNOWN, DatasetUploadLimits, RunCatalog, list_datasets, save_uploaded_dataset
 from .common import RunLists, escape, open_picture, run_list_updates, user_error
 from .jobs import JobStatus, TrainingJobs, preset_epochs
 
@@ -56,9 +56,10 @@ class TrainTab:
 class TrainHandlers:
     """The tab's handlers; datasets are saved under, and trained from, ``jobs.datasets``."""
 
-    def __init__(self, jobs: TrainingJobs, catalog: RunCatalog) -> None:
+    def __init__(self, jobs: TrainingJobs, catalog: RunCatalog, limits: DatasetUploadLimits | None = None) -> None:
         self.jobs = jobs
         self.catalog = catalog
+        self.limits = limits or DatasetUploadLimits()
 
     def save_dataset(self, name: str, files_a: list[str] | None, files_b: list[str] | None
                      ) -> tuple[str, dict[str, Any]]:
@@ -66,7 +67,7 @@ class TrainHandlers:
         import gradio as gr
 
         try:
-            saved = save_uploaded_dataset(self.jobs.datasets, name, files_a or [], files_b or [])
+            saved = save_uploaded_dataset(self.jobs.datasets, name, files_a or [], files_b or [], self.limits)
         except CycleGANError as exc:
             raise user_error(exc) from None
         message = (f"Saved dataset `{saved.path.name}`: {saved.kept['trainA']} images in trainA, "

@@ -27,7 +27,7 @@ from ..images import has_alpha, to_rgb
 from ..translate.translator import DEFAULT_MAX_PIXELS, Translator
 from ..translate.video import translate_video
 from ..video import OUTPUT_SUFFIX, is_video, probe
-from .catalog import RunCatalog
+from .catalog import RunCatalog, hide_server_paths
 from .common import describe_run, escape, run_choices, runs_notice, user_error
 
 if TYPE_CHECKING:
@@ -213,12 +213,12 @@ def translate_uploads(translator: Translator, files: Sequence[str | Path],
                 results += _translate_clip(translator, path, _unique_stem(path.stem, used_stems, i), directions,
                                            limits, out_dir, full_size, result)
             except CycleGANError as exc:
-                result.failures.append(str(exc))
+                result.failures.append(hide_server_paths(str(exc)))
             continue
         try:
             image, note = open_upload(path, limits, resize=not full_size)
         except DataError as exc:
-            result.failures.append(str(exc))
+            result.failures.append(hide_server_paths(str(exc)))
             continue
         if note:
             result.notes.append(note)
@@ -248,7 +248,7 @@ def _translate_clip(translator: Translator, path: Path, stem: str, directions: S
                     out_dir: Path, full_size: bool, result: BatchResult) -> list[Path]:
     """One uploaded video: checked (bytes, frame count, frame size), shown, translated each way into mp4s."""
     check_upload_bytes(path, limits)
-    info = probe(path)
+    info = probe(path, count_frames=True)  # counted, not taken from the header, which may say anything
     if info.frames > MAX_VIDEO_FRAMES:
         raise DataError(f"{path.name} has {info.frames} frames, over the app's {MAX_VIDEO_FRAMES} (a short clip); "
                         "translate longer videos with `cyclegan translate`")

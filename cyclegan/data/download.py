@@ -6,18 +6,20 @@ official server lays them out (``BASE/datasets/NAME.zip``, ``BASE/pretrained_mod
 so a mirror copies that tree and is named with ``--base-url`` or ``$CYCLEGAN_DOWNLOAD_URL``.
 
 ``fetch`` downloads any file: into ``NAME.part`` beside the target, resumed with an HTTP Range
-request after a dropped connection (a few times on its own, and again by running the same command
+request after a dropped connection (with If-Range, so a file that changed on the server starts
+over instead of being spliced from two versions) (a few times on its own, and again by running the same command
 later), its size checked against what the server announced and the catalogue's size and SHA-256
 where they are known, and only then renamed to its final name. ``download_dataset`` then extracts
 the zip into a temporary folder in the same place, refusing any member that would land outside it
 (an absolute path, ``..``, a link), and renames it into place; an existing dataset is replaced only
-with ``overwrite``. A damaged archive leaves nothing behind.
+with ``overwrite``, and only one that this command made (folders.MADE_BY). A damaged archive leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -31,8 +33,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..errors import DataError, DownloadError
+from ..errors import DataError, DiskFullError, DownloadError
+from .folders import check_replaceable, mark_made
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,10 @@ DOWNLOADS = ".download"  # the folder, beside the datasets or runs, that holds d
 RETRIES = 3  # resumptions after a dropped connection, within one command
 RETRY_WAIT = 1.0  # seconds before the first resumption (doubling)
 TIMEOUT = 30.0  # seconds without a byte before a connection counts as dropped
+MAX_BYTES = 8 << 30  # no file the catalogue names comes near this; a larger body is refused, announced or not
 _CHUNK = 1 << 20
 _SPLITS = ("trainA", "trainB", "testA", "testB")
+DATASET_COMMAND = "download dataset"  # the command whose --overwrite may replace a folder it made
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,32 @@ class _Dropped(Exception):
     """The connection ended before the whole file arrived: resume it."""
 
 
+class _TooLarge(Exception):
+    """More bytes arrived than a download may be."""
+
+
+def _validator_path(part: Path) -> Path:
+    """Beside ``NAME.part``: the server's ETag / Last-Modified and size when the download began."""
+    return part.with_name(part.name + ".json")
+
+
+def _read_validator(part: Path) -> dict:
+    try:
+        data = json.loads(_validator_path(part).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_validator(part: Path, headers: Any, total: int | None) -> None:
+    values = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified"), "total": total}
+    try:
+        _validator_path(part).write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
+    except OSError as exc:
+        raise DiskFullError.of(exc, _validator_path(part)) or DownloadError(
+            f"cannot write {_validator_path(part)} ({exc})") from None
+
+
 def fetch(url: str, dest: str | Path, *, size: int | None = None, sha256: str | None = None,
           progress: bool = True, hint: str = "") -> Path:
     """Download ``url`` to ``dest`` (via ``dest.part``, resumed where an earlier attempt stopped).
@@ -137,6 +169,7 @@ def fetch(url: str, dest: str | Path, *, size: int | None = None, sha256: str | 
             raise DownloadError(f"{url} has SHA-256 {digest}, expected {sha256}: a damaged or different file; "
                                 f"deleted it{suffix}")
     os.replace(part, dest)
+    _validator_path(part).unlink(missing_ok=True)
     return dest
 
 
@@ -146,8 +179,15 @@ def _transfer(url: str, part: Path, progress: bool, suffix: str) -> int | None:
 
     offset = _size(part)
     headers = {"User-Agent": "cyclegan", "Accept-Encoding": "identity"}
+    known = _read_validator(part) if offset else {}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        # the rest only if the file is still the one the .part began: a server whose file changed
+        # answers If-Range with the whole new file, never the new file's tail after the old one's head
+        validator = known.get("etag") if not str(known.get("etag", "")).startswith("W/") else None
+        validator = validator or known.get("last_modified")
+        if validator:
+            headers["If-Range"] = validator
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
@@ -170,27 +210,45 @@ def _transfer(url: str, part: Path, progress: bool, suffix: str) -> int | None:
                 part.unlink()
                 return _transfer(url, part, progress, suffix)
             total = int(match.group(2)) if match.group(2) != "*" else None
+            if total is not None and known.get("total") not in (None, total):
+                log.info("%s changed size since the download began; starting it over", url)
+                discard_download(part)
+                return _transfer(url, part, progress, suffix)
             mode = "ab"
             log.info("resuming %s at %d bytes", url, offset)
         else:
             if offset:
-                log.info("the server does not resume downloads; starting %s over", url)
+                log.info("the server does not resume downloads, or the file changed; starting %s over", url)
             offset, mode = 0, "wb"
             total = int(length) if length and length.isdigit() else None
-        with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                           unit_divisor=1024, desc=part.name.removesuffix(".part"), leave=False,
-                                           **({} if progress else {"disable": True})) as bar:  # TQDM_DISABLE too
-            while True:
-                try:
-                    chunk = response.read(_CHUNK)
-                except (http.client.HTTPException, OSError) as exc:  # reset, timeout, incomplete chunk
-                    raise _Dropped(str(exc) or type(exc).__name__) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+            _write_validator(part, response.headers, total)
+        if total is not None and total > MAX_BYTES:
+            discard_download(part)
+            raise DownloadError(f"{url} is {total} bytes, more than the {MAX_BYTES} a download may be{suffix}")
+        try:
+            with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                                               unit_divisor=1024, desc=part.name.removesuffix(".part"), leave=False,
+                                               **({} if progress else {"disable": True})) as bar:  # TQDM_DISABLE too
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK)
+                    except (http.client.HTTPException, OSError) as exc:  # reset, timeout, incomplete chunk
+                        raise _Dropped(str(exc) or type(exc).__name__) from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    bar.update(len(chunk))
+                    if out.tell() > MAX_BYTES:  # a body without Content-Length is capped too
+                        raise _TooLarge()
+                out.flush()
+                os.fsync(out.fileno())
+        except _TooLarge:
+            discard_download(part)
+            raise DownloadError(f"{url} sent more than the {MAX_BYTES} bytes a download may be; deleted it{suffix}") \
+                from None
+        except OSError as exc:  # a write failed: how much of the last chunk reached the disk is not known,
+            discard_download(part)  # so the .part is not one to resume from
+            raise DiskFullError.of(exc, part) or DownloadError(f"cannot write {part} ({exc}){suffix}") from None
     got = _size(part)
     if total is not None and got < total:
         raise _Dropped(f"connection closed after {got} of {total} bytes")
@@ -255,16 +313,19 @@ def safe_extract(archive: Path, folder: Path) -> None:
         raise DataError(f"{archive} is damaged or not a zip archive ({exc}); delete it and download it "
                         "again") from None
     except OSError as exc:  # a member that is both a file and a folder, a full disk
-        raise DataError(f"cannot extract {archive} ({exc})") from None
+        raise DiskFullError.of(exc, folder) or DataError(f"cannot extract {archive} ({exc})") from None
 
 
-def move_into_place(new: Path, target: Path, overwrite: bool) -> None:
-    """Rename folder ``new`` to ``target`` (same file system); an existing ``target`` only with ``overwrite``."""
+def move_into_place(new: Path, target: Path, overwrite: bool, command: str) -> None:
+    """Rename folder ``new`` to ``target`` (same file system), marked as made by ``cyclegan COMMAND``;
+    an existing ``target`` only with ``overwrite``, and only one that the same command made."""
+    mark_made(new, command)
     if not target.exists():
         os.rename(new, target)
         return
     if not overwrite:
         raise DataError(f"{target} exists; pass --overwrite to replace it")
+    check_replaceable(target, command)
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
     os.rename(target, old / target.name)
     os.rename(new, target)
@@ -290,13 +351,15 @@ def install_archive(archive: str | Path, target: str | Path, overwrite: bool = F
     archive, target = Path(archive), Path(target)
     if target.exists() and not overwrite:
         raise DataError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists():
+        check_replaceable(target, DATASET_COMMAND)
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         extracted = work / "extracted"
         extracted.mkdir()
         safe_extract(archive, extracted)
-        move_into_place(_dataset_root(extracted, archive), target, overwrite)
+        move_into_place(_dataset_root(extracted, archive), target, overwrite, DATASET_COMMAND)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
@@ -310,6 +373,8 @@ def download_dataset(name: str, out: str | Path = "datasets", *, base: str | Non
     target = out / name
     if target.exists() and not overwrite:
         raise DataError(f"{target} exists; pass --overwrite to replace it")
+    if target.exists():
+        check_replaceable(target, DATASET_COMMAND)  # before a download that could not be used
     if from_file is not None:
         archive = Path(from_file)
         if not archive.is_file():
@@ -330,8 +395,10 @@ def download_dataset(name: str, out: str | Path = "datasets", *, base: str | Non
 
 
 def discard_download(downloaded: Path) -> None:
-    """Delete a downloaded file once used (or found bad), and the downloads folder once empty."""
+    """Delete a downloaded file once used (or found bad), with its validator, and the downloads
+    folder once empty."""
     downloaded.unlink(missing_ok=True)
+    _validator_path(downloaded).unlink(missing_ok=True)
     if downloaded.parent.name == DOWNLOADS:
         try:
             downloaded.parent.rmdir()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SHOWN_SKIPS = 3  # how many skipped files a warning names
+MADE_BY = ".made-by-cyclegan"  # in a folder a command made (it names the command): what --overwrite may delete
 MAX_HELDOUT = 200  # held-out images per domain: enough for stable SWD, cheap enough to run every epoch
 _DOMAIN_SALT = {"A": 1, "B": 2}  # keeps the two domains' seeded choices independent
 
@@ -152,3 +153,22 @@ def run_heldout_paths(train: "TrainConfig", data: str | Path | None = None) -> t
     held_out = (train.test_a and train.test_b) or train.eval_every > 0
     note = "the run's held-out images" if held_out else "the run's training images (it holds none out)"
     return held_a, held_b, note
+
+
+def mark_made(folder: Path, command: str) -> None:
+    """Record in ``folder`` that ``cyclegan COMMAND`` made it, so that a later ``--overwrite`` of the
+    same command may replace it. Written first, so a folder left half-made can be replaced too."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MADE_BY).write_text(command + "\n")
+
+
+def check_replaceable(folder: Path, command: str) -> None:
+    """Refuse to let ``--overwrite`` delete ``folder`` unless ``cyclegan COMMAND`` made it: a dataset
+    of one's own photos, or a trained run, is never deleted by a command that merely shares its name."""
+    try:
+        made_by = (folder / MADE_BY).read_text().strip()
+    except OSError:
+        made_by = None
+    if made_by != command:
+        raise DataError(f"{folder} was not made by `cyclegan {command}` (it has no {MADE_BY} saying so), so "
+                        "--overwrite will not delete it; choose another --out, or move it away yourself")

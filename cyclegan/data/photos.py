@@ -164,7 +164,8 @@ def make_photos_dataset(out: str | Path, *, n_train: int = 300, n_test: int = 50
     """Write trainA, trainB, testA, testB, gt/AtoB and gt/BtoA under ``out``, domain B in ``style``
     (a key of STYLES); returns ``out``.
 
-    Refuses to write into a non-empty folder unless ``overwrite`` (which replaces it).
+    Refuses to write into a non-empty folder unless ``overwrite``, which replaces only a folder
+    that make-dataset made (its MADE_BY marker says so).
     """
     out = Path(out)
     if style not in STYLES:

@@ -15,22 +15,28 @@ from pathlib import Path
 
 from ..errors import DataError
 from .download import move_into_place
+from .folders import check_replaceable, mark_made
 
 _SUFFIX = ".building"
 
 
-def stage(target: Path, overwrite: bool) -> Path:
-    """A new, empty folder beside ``target`` to write the dataset into.
+def stage(target: Path, overwrite: bool, command: str = "make-dataset") -> Path:
+    """A new folder beside ``target`` to write the dataset into, marked as made by ``cyclegan COMMAND``.
 
-    Refuses a non-empty ``target`` unless ``overwrite`` (checked now, before any work is done).
+    Refuses a non-empty ``target`` unless ``overwrite``, and even then unless the same command made
+    it (folders.check_replaceable: one's own photos are never deleted); checked now, before any work.
     """
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise DataError(f"{target} already exists and is not empty; pass --overwrite to replace it "
-                        "or choose another --out")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        if not overwrite:
+            raise DataError(f"{target} already exists and is not empty; pass --overwrite to replace it "
+                            "or choose another --out")
+        check_replaceable(target, command)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*{_SUFFIX}"):  # left by an interrupted build
         shutil.rmtree(stale, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_SUFFIX, dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_SUFFIX, dir=target.parent))
+    mark_made(work, command)
+    return work
 
 
 def publish(work: Path, target: Path) -> Path:

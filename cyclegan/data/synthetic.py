@@ -123,7 +123,8 @@ def make_dataset(out: str | Path, *, n_train: int = 400, n_test: int = 50, size:
                  overwrite: bool = False) -> Path:
     """Write trainA, trainB, testA, testB, gt/AtoB and gt/BtoA under ``out``; returns ``out``.
 
-    Refuses to write into a non-empty folder unless ``overwrite`` (which replaces it).
+    Refuses to write into a non-empty folder unless ``overwrite``, which replaces only a folder
+    that make-dataset made (its MADE_BY marker says so).
     """
     out = Path(out)
     if n_train < 1 or n_test < 0 or size < 32:

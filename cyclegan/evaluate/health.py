@@ -43,7 +43,8 @@ COLLAPSE_DIVERSITY = 0.1  # translations ten times less varied than their inputs
 OVERTRAIN_EVALS = 5  # evaluations since the best epoch ...
 OVERTRAIN_MARGIN = 0.05  # ... with the metric at least 5% worse than the best
 NONFINITE_LIMIT = 10  # NaN/inf steps in a row before training stops
-NO_TRANSLATION_EVALS = 3  # evaluations in a row translating nothing (metrics.untranslated) before a warning
+NONFINITE_SHARE = 0.25  # or more than this share of an epoch's steps (and more than one), in a row or not
+NO_TRANSLATION_EVALS = 3  # evaluations in a row translating nothing (table.untranslated) before a warning
 
 
 class WarningSink(Protocol):
@@ -249,14 +250,16 @@ def score_gap(real: float, fake: float, gan_loss: str) -> float:
 
 
 class NonFiniteGuard:
-    """Counts training steps skipped for NaN/inf losses; says when there have been too many in a row.
+    """Counts training steps skipped for NaN/inf losses; says when there have been too many: ``limit``
+    in a row, or more than ``share`` of an epoch's steps scattered through it (a run that skips
+    every third step is as broken as one that skips ten in a row, and never trips the streak).
 
     The counting happens on the device (``note``, every step, no host sync); the host reads the
     counts only when ``check``-ed, at logging steps and at the end of each epoch.
     """
 
-    def __init__(self, warnings: WarningSink, limit: int = NONFINITE_LIMIT) -> None:
-        self.warnings, self.limit = warnings, limit
+    def __init__(self, warnings: WarningSink, limit: int = NONFINITE_LIMIT, share: float = NONFINITE_SHARE) -> None:
+        self.warnings, self.limit, self.share = warnings, limit, share
         self.in_epoch = 0
         self._streak: torch.Tensor | None = None  # skipped steps in a row, up to the latest one
         self._longest: torch.Tensor | None = None  # the longest streak since the last check
@@ -282,6 +285,11 @@ class NonFiniteGuard:
             log.warning("%d step(s) up to step %d had NaN/inf losses; their updates were skipped", count, step)
         return longest >= self.limit
 
+    def epoch_share_exceeded(self, steps_per_epoch: int) -> bool:
+        """After ``check``: True when this epoch's skipped steps are more than ``share`` of its
+        ``steps_per_epoch`` (and more than one, so one bad step of a tiny epoch does not stop a run)."""
+        return self.in_epoch > max(self.share * steps_per_epoch, 1)
+
     def end_epoch(self, epoch: int, step: int) -> int:
         """Write one warning for the epoch's skipped steps (if any); returns their count."""
         count, self.in_epoch = self.in_epoch, 0
@@ -292,3 +300,17 @@ class NonFiniteGuard:
             log.warning("%s (epoch %d)", message, epoch)
             self.warnings.add("divergence", epoch, step, message)
         return count
+
+
+def nonfinite_networks(networks: dict[str, torch.nn.Module]) -> list[str]:
+    """The names of the networks holding a NaN or inf weight or buffer (one host sync per network).
+
+    A step whose loss is finite can still have NaN/inf gradients, and they reach the weights: this
+    is what the trainer asks before it saves anything over finite weights.
+    """
+    bad = []
+    for name, net in networks.items():
+        tensors = [t for t in net.state_dict().values() if t.is_floating_point()]
+        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            bad.append(name)
+    return bad

@@ -2,8 +2,8 @@
 best/, warnings, plots, checkpoints and exact resume.
 
 Plain top-to-bottom code on purpose: read ``train`` from start to end to see everything that
-happens to a run, and ``_end_epoch`` for what follows each epoch (evaluate, record, save best,
-warn, plot), each a call you can see.
+happens to a run, and ``_judge_epoch`` and ``_record_epoch`` for what follows each epoch (evaluate,
+judge, save the checkpoint, then record, save best, warn, plot), each a call you can see.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from ..config import RESUMABLE_OVERRIDES, Config, validate
 from ..data.dataset import ImageCache, UnpairedDataset, epoch_batches, epoch_indices, eval_tensor
 from ..data.folders import find_images, heldout_for
 from ..devices import Autocast, autocast_for, channels_last_wanted, select_device
-from ..errors import ConfigError, CycleGANError, TrainingInterrupted
-from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor
+from ..errors import CheckpointError, ConfigError, CycleGANError, TrainingInterrupted
+from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor, nonfinite_networks
 from ..evaluate.heldout import HeldOut, evaluate_heldout
 from ..evaluate.inception import inception_network
 from ..evaluate.plots import save_sample_grid, save_training_plots
@@ -46,7 +46,8 @@ SAMPLE_COUNT = 4  # rows in each epoch's sample grid
 
 
 class TrainingDiverged(CycleGANError):
-    """Training stopped because step after step had NaN/inf losses (see evaluate/health.py)."""
+    """Training stopped because steps had NaN/inf losses (see evaluate/health.py), or the weights
+    themselves went NaN/inf; the last finite checkpoint is kept."""
 
 
 def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
@@ -83,6 +84,7 @@ class Run:
     epoch: int = 0
     batch: int = 0  # batches done in the current epoch (by this rank)
     step: int = 0
+    saved: tuple[int, int, int] | None = None  # (epoch, batch, step) of the checkpoint on disk; None: none yet
     started: float = field(default_factory=time.time)  # moved back on resume by the time already trained
 
     @property
@@ -102,13 +104,23 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
 
     To resume, pass the run's saved config (see ``merge_resume_config``) and ``resume=True``.
 
-    ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C does the
-    same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
+    ``should_stop(step)`` is polled after every step (tests and the app use it); Ctrl-C and
+    SIGTERM do the same. Either way a resumable checkpoint is saved and TrainingInterrupted is raised.
+
+    The run folder is locked for the whole call (``runfolder.lock_run``): a second trainer on the
+    same folder is refused instead of mixing its files with this one's.
     """
     run_dir = Path(run_dir)
-    t = config.train
     world = distributed.world_from_env()  # one process unless launched by torchrun
-    device = distributed.setup(world, select_device(t.device))
+    device = distributed.setup(world, select_device(config.train.device))
+    with runfolder.lock_run(run_dir) if world.is_main else nullcontext():  # rank 0 alone writes the folder
+        return _train(config, run_dir, world, device, resume, should_stop)
+
+
+def _train(config: Config, run_dir: Path, world: distributed.World, device: torch.device, resume: bool,
+           should_stop: Callable[[int], bool] | None) -> Path:
+    """``train``'s body, with the run folder locked."""
+    t = config.train
     if t.tensorboard:
         summary_writer_class()  # a missing package is an error now, before any image is read
     if resume:
@@ -156,7 +168,7 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
     run.nets = prepare_for_training(models, config, device, autocast)
 
     stop = {"stop": False}
-    with _stop_on_sigint(stop), closing(tensorboard) if tensorboard else nullcontext():
+    with _stop_on_signals(stop), closing(tensorboard) if tensorboard else nullcontext():
         while run.epoch < run.total_epochs:
             lr = t.lr * lr_factor(run.epoch, t.epochs, t.epochs_decay)
             for optimizer in (run.opt.G, run.opt.D):
@@ -166,8 +178,11 @@ def train(config: Config, run_dir: str | Path, *, resume: bool = False,
             run.epoch += 1
             run.batch = 0
             ended = time.perf_counter()
-            stop_early = _end_epoch(run) if world.is_main else False
+            # The checkpoint before any other file: the extras that follow (samples, metrics, best/,
+            # plots) may fail, on a full disk say, and must not take the epoch's training with them.
+            judged = _judge_epoch(run) if world.is_main else None
             save_checkpoint(run)
+            stop_early = _record_epoch(run, judged) if world.is_main else False
             run.epoch_end_seconds = time.perf_counter() - ended
             log.info("epoch %d/%d done (step %d, lr %.2e, %s spent%s)", run.epoch, run.total_epochs, run.step, lr,
                      duration(time.time() - run.started), _time_left_phrase(run))
@@ -204,13 +219,20 @@ def _restore(run: Run, state: dict) -> None:
     checkpoint was being written can leave those one save ahead of the optimizer state. Rows and
     warnings logged after the saved step belong to training that is now redone.
     """
+    path = run.run_dir / runfolder.STATE_FILE
     for name, net in run.models.named().items():
         saved = state["models"].get(name, {})
-        runfolder.check_state_dict(net, saved, run.run_dir / runfolder.STATE_FILE)
+        runfolder.check_state_dict(net, saved if isinstance(saved, dict) else {}, path)
         net.load_state_dict(saved)
-    run.opt.load_state_dict(state["opt_G"], state["opt_D"])
-    _restore_pools(run.pools, state, run.world, run.device)
+    try:
+        run.opt.load_state_dict(state["opt_G"], state["opt_D"])
+        _restore_pools(run.pools, state, run.world, run.device)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:  # a bad state
+        reason = " ".join(str(exc).split())
+        raise CheckpointError(f"{path} holds optimizer or pool state that does not fit this run ({type(exc).__name__}: "
+                              f"{reason}); this run cannot be resumed exactly, start a new one") from None
     run.epoch, run.step = state["epoch"], state["step"]
+    run.saved = (state["epoch"], state["batch"], state["step"])
     run.started -= state.get("elapsed", 0.0)  # metrics.csv's seconds go on from the time already trained
     run.batch = distributed.rank_batches_done(state["batch"], run.config.train.batch_size,
                                               state.get("world_size", 1), run.world.size)
@@ -223,7 +245,7 @@ def _restore(run: Run, state: dict) -> None:
 
 
 def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | None, shard_length: int, lr: float,
-                     stop: dict[str, bool], should_stop: Callable[[int], bool] | None) -> None:
+                     stop: dict[str, int], should_stop: Callable[[int], bool] | None) -> None:
     """The steps of one epoch, from where a resume left it; losses to metrics.csv every log_every
     steps. Raises TrainingDiverged or TrainingInterrupted after saving a checkpoint."""
     t, world, device = run.config.train, run.world, run.device
@@ -267,19 +289,24 @@ def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | Non
                     run.tensorboard.losses(run.step, lr, means)
             bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in means.items()})
             sums, updated = {}, torch.zeros((), device=device)
-            if _too_many_skipped(run):
+            reason = _too_many_skipped(run)
+            if reason:
                 bar.close()
-                raise _diverged(run)
+                raise _diverged(run, reason)
         if _stop_now(stop, run.step, should_stop, world, t.log_every, device):
             bar.close()
             save_checkpoint(run)
             distributed.cleanup()
-            raise TrainingInterrupted(f"stopped at epoch {run.epoch + 1}, step {run.step}; checkpoint saved, continue "
-                                      f"with `cyclegan train --resume {run.run_dir}`")
+            asked = stop.get("signal", signal.SIGINT)
+            raise TrainingInterrupted(f"stopped at epoch {run.epoch + 1}, step {run.step}"
+                                      + (" on SIGTERM" if asked == signal.SIGTERM else "")
+                                      + f"; checkpoint saved, continue with `cyclegan train --resume {run.run_dir}`",
+                                      exit_status=128 + asked)
     bar.close()
     run.clock.pause()
-    if _too_many_skipped(run):
-        raise _diverged(run)
+    reason = _too_many_skipped(run, epoch_end=True)
+    if reason:
+        raise _diverged(run, reason)
 
 
 def _estimate(run: Run) -> TimeEstimate | None:
@@ -313,34 +340,60 @@ def _time_left_phrase(run: Run) -> str:
     return f"; about {duration(e.left_seconds)} left (estimated)"
 
 
-def _end_epoch(run: Run) -> bool:
-    """After epoch ``run.epoch`` (rank 0 only): samples, then, when due, evaluate -> record -> save
-    best -> warn -> plot. Returns True when --patience says to stop."""
+@dataclass
+class EpochVerdict:
+    """An epoch's held-out evaluation and what the monitor made of it, before anything is written."""
+
+    results: dict[str, dict[str, float]]
+    flat: dict[str, float]
+    value: float | None
+    improved: bool
+    stop: bool  # --patience ran out
+    seconds: float
+
+
+def _judge_epoch(run: Run) -> EpochVerdict | None:
+    """After epoch ``run.epoch`` (rank 0 only), when due: evaluate on the held-out images and let the
+    monitor judge it (best epoch, patience, warnings). Nothing is written here: the monitor's new
+    state goes into the checkpoint saved next, and its warnings are held for ``_record_epoch``."""
     t = run.config.train
-    save_samples(run)
-    if run.tensorboard is not None:
-        run.tensorboard.samples(run.step, run.epoch)
-    skipped = run.guard.end_epoch(run.epoch, run.step)  # warns once for the epoch's skipped steps
     due = run.epoch % max(t.eval_every, 1) == 0 or run.epoch == run.total_epochs
     if run.heldout is None or not due:
-        if skipped:  # recorded whether or not the epoch is evaluated, for `cyclegan report`
-            run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, "skipped_steps": skipped})
-        return False
+        return None
     started = time.time()
     g, m = run.generators(), run.models
     results = evaluate_heldout(g["G_AB"], g["G_BA"], run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
                                inception=run.inception)
     flat = flatten(results)
-    if run.tensorboard is not None:
-        run.tensorboard.heldout(run.step, flat)
     value = selection_value(flat, t.select_by, run.epoch)
     if value is None:
         log.warning("held-out %s could not be computed this epoch; the best epoch is not updated", t.select_by)
-    verdict = run.monitor.observe(run.epoch, run.step, results, value)  # judges, and warns into warnings.json
-    run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, **flat, "skipped_steps": skipped,
-                                 "eval_seconds": round(time.time() - started, 2)})
-    if verdict.improved:
-        runfolder.save_best(run.run_dir, g, best_meta(run, value, flat))
+    run.warnings.hold = True  # written by _record_epoch, after the checkpoint
+    verdict = run.monitor.observe(run.epoch, run.step, results, value)
+    return EpochVerdict(results, flat, value, verdict.improved, verdict.stop, time.time() - started)
+
+
+def _record_epoch(run: Run, judged: EpochVerdict | None) -> bool:
+    """After the epoch's checkpoint (rank 0 only): samples, warnings, metrics, best/, kept epochs and
+    plots. A failure here (a full disk) loses none of the epoch's training. Returns True when
+    --patience says to stop."""
+    t = run.config.train
+    run.warnings.release()
+    save_samples(run)
+    if run.tensorboard is not None:
+        run.tensorboard.samples(run.step, run.epoch)
+    skipped = run.guard.end_epoch(run.epoch, run.step)  # warns once for the epoch's skipped steps
+    if judged is None:
+        if skipped:  # recorded whether or not the epoch is evaluated, for `cyclegan report`
+            run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, "skipped_steps": skipped})
+        return False
+    g, results = run.generators(), judged.results
+    if run.tensorboard is not None:
+        run.tensorboard.heldout(run.step, judged.flat)
+    run.metrics.append_or_merge({"epoch": run.epoch, "step": run.step, **judged.flat, "skipped_steps": skipped,
+                                 "eval_seconds": round(judged.seconds, 2)})
+    if judged.improved:
+        runfolder.save_best(run.run_dir, g, best_meta(run, judged.value, judged.flat))
     if t.keep_epochs:
         runfolder.keep_epoch(run.run_dir, run.epoch, g, run.step, t.keep_epochs)
     best = run.monitor.best
@@ -348,12 +401,12 @@ def _end_epoch(run: Run) -> bool:
     log.info("held-out epoch %d: SWD A->B %.2f (unchanged input %.2f), B->A %.2f (%.2f); best %s %.4g at epoch %d "
              "(%.1fs)", run.epoch, results["AtoB"]["swd"], results["AtoB"]["swd_identity"], results["BtoA"]["swd"],
              results["BtoA"]["swd_identity"], t.select_by, best["value"] if best else float("nan"),
-             best["epoch"] if best else 0, time.time() - started)
-    if verdict.stop:
+             best["epoch"] if best else 0, judged.seconds)
+    if judged.stop:
         log.warning("Stopping early: held-out %s has not improved for %d evaluations (--patience); the best "
                     "epoch is %d, in %s", t.select_by, run.monitor.since_best, best["epoch"] if best else 0,
                     run.run_dir / runfolder.BEST_DIR)
-    return verdict.stop
+    return judged.stop
 
 
 def best_meta(run: Run, value: float, flat: dict[str, float]) -> dict:
@@ -395,7 +448,17 @@ def _sample_batch(paths: list[Path], size: int, channels: int) -> torch.Tensor:
 
 def save_checkpoint(run: Run) -> None:
     """The four networks' weights, then train_state.pt. Every rank calls this: each hands its pool
-    to rank 0, which alone writes; the others wait."""
+    to rank 0, which alone writes; the others wait.
+
+    Never over finite weights with NaN/inf ones: then nothing is written, and TrainingDiverged
+    names the network that went bad and the checkpoint that is kept.
+    """
+    bad = _nonfinite(run)
+    if bad:
+        raise TrainingDiverged(
+            f"{' and '.join(bad)} went NaN/inf by step {run.step} (a step whose gradients were NaN/inf); nothing "
+            f"was saved over the run's files: {_kept(run)}. Try a new run with a lower --lr or --gan-loss lsgan"
+            + (f", or resume it with `cyclegan train --resume {run.run_dir}`" if run.saved else ""))
     pools_by_rank = distributed.gather_to_main({"A": run.pools[0].state_dict(), "B": run.pools[1].state_dict()})
 
     def write() -> None:
@@ -412,56 +475,87 @@ def save_checkpoint(run: Run) -> None:
         })
 
     distributed.run_on_main(write)
+    run.saved = (run.epoch, run.batch, run.step)
 
 
-def _too_many_skipped(run: Run) -> bool:
-    """At a logging step or an epoch's end: True when so many steps in a row had NaN/inf losses
-    that training must stop (the divergence warning is then written)."""
-    if not run.guard.check(run.step):
-        return False
-    run.guard.end_epoch(run.epoch + 1, run.step)
-    return True
+def _nonfinite(run: Run) -> list[str]:
+    """The networks (and --ema averages) that hold NaN/inf weights."""
+    averages = {f"{name} (--ema average)": net for name, net in run.ema.nets.items()} if run.ema is not None else {}
+    return nonfinite_networks(run.models.named() | averages)
 
 
-def _diverged(run: Run) -> TrainingDiverged:
+def _kept(run: Run) -> str:
+    """Which checkpoint on disk is the last good one, in words."""
+    if run.saved is None:
+        return "no checkpoint had been saved yet"
+    epoch, batch, step = run.saved
+    where = f"epoch {epoch}" if batch == 0 else f"within epoch {epoch + 1}"
+    return f"the checkpoint of {where} (step {step}) is kept"
+
+
+def _too_many_skipped(run: Run, epoch_end: bool = False) -> str:
+    """At a logging step or an epoch's end: why training must stop for NaN/inf losses ('' if it need
+    not): too many skipped steps in a row, or, at the epoch's end, too large a share of the epoch.
+    The divergence warning is then written."""
+    reason = ""
+    if run.guard.check(run.step):
+        reason = f"{NONFINITE_LIMIT} or more steps in a row had NaN/inf losses"
+    elif epoch_end and run.guard.epoch_share_exceeded(run.steps_per_epoch):
+        reason = (f"{run.guard.in_epoch} of the epoch's {run.steps_per_epoch} steps had NaN/inf losses (more than "
+                  f"{run.guard.share:.0%})")
+    if reason:
+        run.guard.end_epoch(run.epoch + 1, run.step)
+    return reason
+
+
+def _diverged(run: Run, reason: str) -> TrainingDiverged:
     """The error that ends a diverged run, after saving a checkpoint when the weights are still finite
     (skipped steps never reach the weights, but a step whose loss was finite can still break them)."""
-    finite = all(torch.isfinite(p).all() for net in run.models.named().values() for p in net.parameters())
-    if finite:
+    bad = _nonfinite(run)
+    if not bad:
         save_checkpoint(run)
         kept = f"a resumable checkpoint at step {run.step} was saved"
     else:
-        kept = "the weights are no longer finite, so the checkpoint of the last finished epoch was kept"
+        kept = f"{' and '.join(bad)} went NaN/inf, so nothing was saved over them: {_kept(run)}"
     return TrainingDiverged(
-        f"training diverged at epoch {run.epoch + 1}, step {run.step}: {NONFINITE_LIMIT} or more steps in a row had "
-        f"NaN/inf losses; {kept}. Try a new run with a lower --lr or --gan-loss lsgan, or continue with "
-        f"`cyclegan train --resume {run.run_dir}`")
+        f"training diverged at epoch {run.epoch + 1}, step {run.step}: {reason}; {kept}. Try a new run with a lower "
+        f"--lr or --gan-loss lsgan" + (f", or continue with `cyclegan train --resume {run.run_dir}`"
+                                       if run.saved else ""))
 
 
 @contextmanager
-def _stop_on_sigint(flag: dict[str, bool]) -> Iterator[None]:
-    """First Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
+def _stop_on_signals(flag: dict) -> Iterator[None]:
+    """The first Ctrl-C (SIGINT) or SIGTERM (a job scheduler, ``docker stop``) asks the loop to stop
+    after the current step, saving a checkpoint; ``flag["signal"]`` records which came. A second
+    one stops at once."""
+    asked = (signal.SIGINT, signal.SIGTERM)
     try:
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signum: signal.getsignal(signum) for signum in asked}
     except ValueError:  # not the main thread: no signal handling possible
         yield
         return
 
     def handler(signum, frame):  # noqa: ARG001
         if flag["stop"]:
+            if signum == signal.SIGTERM:
+                raise SystemExit(128 + signum)
             raise KeyboardInterrupt
         flag["stop"] = True
-        log.warning("Stopping after this step and saving a resumable checkpoint (Ctrl-C again to abort)")
+        flag["signal"] = signum
+        log.warning("Stopping after this step and saving a resumable checkpoint (%s again to abort)",
+                    "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
 
     try:
-        signal.signal(signal.SIGINT, handler)
+        for signum in asked:
+            signal.signal(signum, handler)
     except ValueError:
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def check_new_run(config: Config, run_dir: Path) -> None:
@@ -521,7 +615,7 @@ def _restore_pools(pools: tuple[ImagePool, ImagePool], state: dict, world: distr
                  world.rank, len(saved))
 
 
-def _stop_now(stop: dict[str, bool], step: int, should_stop: Callable[[int], bool] | None,
+def _stop_now(stop: dict[str, int], step: int, should_stop: Callable[[int], bool] | None,
               world: distributed.World, log_every: int, device: torch.device) -> bool:
     """Whether to stop after this step. Alone: as soon as asked. With several ranks all must stop at
     the same step, so the ranks agree only at logging steps (one tiny all-reduce, no per-step sync)."""

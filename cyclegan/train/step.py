@@ -62,12 +62,41 @@ class Optimizers:
 
     def load_state_dict(self, opt_g: dict, opt_d: dict) -> None:
         """Load saved optimizer states but keep this device's choice of fused kernels (a run saved on
-        a GPU may resume on the CPU and the other way round)."""
+        a GPU may resume on the CPU and the other way round), with the state placed where those
+        kernels read it (``place_state``)."""
         for optimizer, state in ((self.G, opt_g), (self.D, opt_d)):
             fused = [group.get("fused") for group in optimizer.param_groups]
             optimizer.load_state_dict(state)
             for group, flag in zip(optimizer.param_groups, fused):
                 group["fused"] = flag
+            place_state(optimizer)
+
+
+def place_state(optimizer: torch.optim.Optimizer) -> None:
+    """Put each parameter's loaded state where the optimizer that will use it needs it.
+
+    torch's ``load_state_dict`` places ``step`` by the flags the state was *saved* with: a CPU run's
+    (unfused) ``step`` stays a CPU tensor even when this optimizer is fused on CUDA, whose kernel
+    then fails on its first step. The policy torch's Adam keeps for state it creates itself:
+    ``step`` is float32 on the parameter's device for fused or capturable groups, and a float32
+    CPU scalar (float64 under a float64 default dtype) otherwise; every other tensor (the
+    moments) sits on the parameter's device in its dtype.
+    """
+    host_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    for group in optimizer.param_groups:
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if not state:
+                continue
+            for key, value in state.items():
+                if key == "step":
+                    value = value if torch.is_tensor(value) else torch.tensor(float(value))  # torch < 1.12: a number
+                    state[key] = (value.to(device=param.device, dtype=torch.float32) if on_device
+                                  else value.to(device="cpu", dtype=host_dtype))
+                elif torch.is_tensor(value):
+                    state[key] = value.to(device=param.device,
+                                          dtype=param.dtype if param.is_floating_point() else value.dtype)
 
 
 def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.download import DOWNLOADS, Entry, base_url, discard_download, fetch, lookup, move_into_place
+from ..data.folders import check_replaceable
 from ..errors import CheckpointError, CycleGANError
 from .official import import_official
 
@@ -32,6 +33,7 @@ def _pair(a: str, b: str, about_a: str, about_b: str) -> tuple[ModelEntry, Model
     return ModelEntry(a, about_a, partner=b), ModelEntry(b, about_b, partner=a)
 
 
+MODEL_COMMAND = "download model"  # the command whose --overwrite may replace a run folder it made
 MODELS = {e.name: e for e in (
     *_pair("apple2orange", "orange2apple", "apple -> orange", "orange -> apple"),
     *_pair("summer2winter_yosemite", "winter2summer_yosemite", "summer -> winter (Yosemite)",
@@ -66,6 +68,8 @@ def download_model(name: str, out: str | Path | None = None, *, base: str | None
     out = Path(out) if out is not None else Path("checkpoints") / name
     if out.exists() and not overwrite:
         raise CheckpointError(f"{out} exists; pass --overwrite to replace it")
+    if out.exists():
+        check_replaceable(out, MODEL_COMMAND)  # a trained run is never replaced by a download
     names = [name] + ([entry.partner] if entry.partner and not one_direction else [])
     downloaded: list[Path] = []
     if from_file is not None:
@@ -94,7 +98,7 @@ def download_model(name: str, out: str | Path | None = None, *, base: str | None
         run = work / out.name
         for path, direction in zip(files, ("AtoB", "BtoA")):
             import_official(path, run, direction)
-        move_into_place(run, out, overwrite)
+        move_into_place(run, out, overwrite, MODEL_COMMAND)
     except CycleGANError:
         for path in downloaded:  # a file that does not load is fetched anew next time
             discard_download(path)

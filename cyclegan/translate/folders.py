@@ -2,8 +2,9 @@
 
 Decoding and encoding run in worker threads while the model runs; images of equal size are
 batched; an output that exists is never overwritten unless asked; every file that cannot be
-translated is reported with the reason, and the others go on. Video files are translated after
-the images, one clip at a time (video.py), under the same rules.
+translated is reported with the reason, and the others go on; a full disk stops the run (every
+output after it would fail too), keeping the outputs written so far. Video files are translated
+after the images, one clip at a time (video.py), under the same rules.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from .. import runfolder
 from ..data.folders import candidate_files
-from ..errors import ConfigError, CycleGANError, DataError
+from ..errors import ConfigError, CycleGANError, DataError, DiskFullError
 from ..images import FORMATS, Picture, encode, read_picture
 from ..video import OUTPUT_SUFFIX, check_output_suffix, is_video, require_av
 from .video import check_stats, translate_video
@@ -134,6 +135,7 @@ def plan_jobs(input_path: Path, output_dir: Path, options: FolderOptions) -> tup
         indices = [i for i, (source, _) in enumerate(inputs) if is_video(source) == videos]
         names.update(zip(indices, output_names([inputs[i][1] for i in indices], kind_suffix)))
     jobs, skipped = [], 0
+    sources = {source.resolve() for source, _ in inputs}
     for i, (source, _) in enumerate(inputs):
         outputs = {}
         for direction in options.directions:
@@ -141,6 +143,10 @@ def plan_jobs(input_path: Path, output_dir: Path, options: FolderOptions) -> tup
             target = output_dir if named_file else folder / names[i]
             # a video's reconstruction is not written: --cycle is for checking a model on images
             rec = target.with_name(f"{target.stem}.cycle{suffix}") if options.cycle and not is_video(source) else None
+            for path in (target, rec):
+                if path is not None and path.resolve() in sources:
+                    raise DataError(f"the output {path} would replace an input of this translation; choose another "
+                                    "--output so that no original can be lost")
             if options.overwrite or not target.exists() or (rec is not None and not rec.exists()):
                 outputs[direction] = (target, rec)
         if outputs:
@@ -298,6 +304,8 @@ class _FolderRun:
         self.bar.update(1)
 
     def _fail(self, job: _Job, exc: Exception) -> None:
+        if isinstance(exc, DiskFullError):  # every output after it would fail alike: stop, with one line
+            raise exc
         reason = str(exc)
         log.warning("not translated: %s", reason if str(job.source) in reason else f"{job.source}: {reason}")
         self.summary.failed.append((job.source, reason))

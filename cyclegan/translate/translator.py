@@ -110,6 +110,8 @@ class Translator:
                 raise CheckpointError(f"{where} has no best weights yet; drop --best to use the latest")
             raise CheckpointError(f"{where} has no generator weights (G_AB.safetensors / G_BA.safetensors); "
                                   "train it further or import weights with `cyclegan import-official`")
+        if best:
+            runfolder.check_best(run_dir)  # never a pair mixed from two epochs by a save cut short
         direction_of = {name: direction for direction, name in GENERATOR_FOR.items()}
         generators = {name: runfolder.load_weights(build_generator(config.model, direction_of[name]), path)
                       for name, path in present.items()}
