@@ -15,13 +15,13 @@ from pathlib import Path
 
 from ..errors import DataError
 from .download import move_into_place
-from .folders import check_replaceable, mark_made
+from .folders import check_replaceable
 
 _SUFFIX = ".building"
 
 
 def stage(target: Path, overwrite: bool, command: str = "make-dataset") -> Path:
-    """A new folder beside ``target`` to write the dataset into, marked as made by ``cyclegan COMMAND``.
+    """A new, empty folder beside ``target`` to write the dataset into.
 
     Refuses a non-empty ``target`` unless ``overwrite``, and even then unless the same command made
     it (folders.check_replaceable: one's own photos are never deleted); checked now, before any work.
@@ -34,14 +34,13 @@ def stage(target: Path, overwrite: bool, command: str = "make-dataset") -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*{_SUFFIX}"):  # left by an interrupted build
         shutil.rmtree(stale, ignore_errors=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_SUFFIX, dir=target.parent))
-    mark_made(work, command)
-    return work
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_SUFFIX, dir=target.parent))
 
 
-def publish(work: Path, target: Path) -> Path:
-    """Rename the finished ``work`` folder to ``target``, replacing what ``stage`` allowed to be replaced."""
+def publish(work: Path, target: Path, command: str = "make-dataset") -> Path:
+    """Rename the finished ``work`` folder to ``target``, marked as made by ``cyclegan COMMAND``,
+    replacing what ``stage`` allowed to be replaced."""
     if target.is_dir() and not any(target.iterdir()):
         target.rmdir()
-    move_into_place(work, target, overwrite=True)
+    move_into_place(work, target, overwrite=True, command=command)
     return target
