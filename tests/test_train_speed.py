@@ -146,7 +146,7 @@ def test_cuda_uses_fused_adam_and_the_cache_on_the_gpu(shapes_dir, config):
 
 @needs_cuda
 def test_cuda_fast_path_trains(tmp_path, shapes_dir):
-    config = small_config(shapes_dir, epochs=1, epochs_decay=0, eval_every=0, device="cuda", amp=True,
+    config = small_config(shapes_dir, epochs=1, epochs_decay=0, eval_every=0, device="cuda", amp="on",
                           channels_last=True, compile=True, cache_images=True)
     run = train(config, tmp_path / "run")
     assert all(torch.isfinite(v).all() for v in _all_weights(run).values())
