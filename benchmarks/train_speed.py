@@ -7,17 +7,23 @@ allocator's peak on a GPU) is its own. Prints one table row per setting and the 
     python benchmarks/train_speed.py --sizes 256 --steps 5
     python benchmarks/train_speed.py --compare            # fp32 eager vs the fast path, 256 px, batch 1
     python benchmarks/train_speed.py --compare --profile  # and the top ops of one fast-path step
+    python benchmarks/train_speed.py --cpu                # the CPU's options side by side, 128 px, batch 1
+    python benchmarks/train_speed.py --cpu --with-compile # and torch.compile (about 80 s of compiling)
 
 ``--compare`` puts side by side (a) the published setting, fp32 eager, batch 1, and (b) the fast
 path (bf16 autocast, channels_last, torch.compile, fused Adam, cudnn benchmark; autocast and
 channels_last only act on CUDA), plus translation images/s of one generator in each precision.
+
+``--cpu`` puts side by side, on the CPU: the official code's step written out (fp32, eager, the
+reference), and the project's ``train_step`` in fp32, under bf16 autocast (forced where the CPU has
+no native bf16: docs/cpu.md) and, with ``--with-compile``, torch.compile'd. Every row says whether
+bf16 and compile were used; the header names the CPU and whether it runs bf16 natively.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -25,18 +31,22 @@ import time
 
 
 def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bool = False,
-            profile: bool = False) -> dict:
+            profile: bool = False, official: bool = False, translate: bool = True, threads: int = 0) -> dict:
     """Run in a fresh process: time ``steps`` real training steps after ``warmup`` ones.
 
     ``fast`` is the trainer's fast path (``prepare_for_training`` with channels_last and compile,
     fused Adam on CUDA, cudnn benchmark); otherwise the plain modules are stepped eagerly.
+    ``official``: the official code's step (``official_step``) instead of the project's.
+    ``translate``: also time one generator translating; ``threads``: torch CPU threads (0: torch's choice).
     """
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     from cyclegan.config import preset
+    from cyclegan.devices import autocast_for
     from cyclegan.train.pool import ImagePool
     from cyclegan.train.step import Models, Optimizers, prepare_for_training, train_step
-    from contextlib import nullcontext
 
     config = preset("paper")
     config.train.crop_size = config.train.load_size = size
@@ -54,8 +64,8 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
     a = torch.rand(1, 3, size, size, device=dev) * 2 - 1
     b = torch.rand(1, 3, size, size, device=dev) * 2 - 1
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+    autocast = autocast_for(dev, amp)
+    step = (lambda *args: official_step(*args[:-1])) if official else train_step  # official: fp32, no autocast
 
     def sync():
         if dev.type == "cuda":
@@ -67,7 +77,7 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
         a = a.contiguous(memory_format=torch.channels_last)
         b = b.contiguous(memory_format=torch.channels_last)
     for _ in range(warmup):
-        train_step(nets, opt, pools, a, b, config, autocast)
+        step(nets, opt, pools, a, b, config, autocast)
     sync()
     warmup_s = time.perf_counter() - compile_start
     sync()
@@ -75,18 +85,53 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(nets, opt, pools, a, b, config, autocast)
+        step(nets, opt, pools, a, b, config, autocast)
     sync()
     seconds = (time.perf_counter() - start) / steps
     top_ops = _profile_step(nets, opt, pools, a, b, config, autocast, dev) if profile else ""
-    translate_ips = _translate_speed(models.G_AB, a, autocast, dev, steps)
+    translate_ips = _translate_speed(models.G_AB, a, autocast, dev, steps) if translate else float("nan")
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"size": size, "device": device, "amp": amp, "fast": fast, "s_per_it": seconds, "peak_mb": peak_mb,
+    return {"size": size, "device": device, "amp": amp, "fast": fast, "official": official,
+            "s_per_it": seconds, "peak_mb": peak_mb,
             "warmup_s": warmup_s, "translate_ips": translate_ips, "threads": torch.get_num_threads(),
             "top_ops": top_ops}
+
+
+def official_step(models, opt, pools, real_a, real_b, config) -> None:
+    """One step as the official code takes it (``CycleGANModel.optimize_parameters`` in
+    junyanz/pytorch-CycleGAN-and-pix2pix), written out on the project's networks: all four
+    translations first, the generators' update with the discriminators frozen, then each
+    discriminator on a pooled fake, fp32, eager. The official D_A judges domain B, so it is ours D_B.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from cyclegan.train.step import set_requires_grad
+
+    t = config.train
+    G_A, G_B, D_A, D_B = models.G_AB, models.G_BA, models.D_B, models.D_A
+    fake_B, fake_A = G_A(real_a), G_B(real_b)
+    rec_A, rec_B = G_B(fake_B), G_A(fake_A)
+    set_requires_grad([D_A, D_B], False)
+    opt.G.zero_grad()
+    weight = t.lambda_cycle * t.lambda_identity
+    loss_idt = F.l1_loss(G_A(real_b), real_b) * weight + F.l1_loss(G_B(real_a), real_a) * weight
+    pred_a, pred_b = D_A(fake_B), D_B(fake_A)
+    loss_g = (F.mse_loss(pred_a, torch.ones_like(pred_a)) + F.mse_loss(pred_b, torch.ones_like(pred_b))
+              + F.l1_loss(rec_A, real_a) * t.lambda_cycle + F.l1_loss(rec_B, real_b) * t.lambda_cycle + loss_idt)
+    loss_g.backward()
+    opt.G.step()
+    set_requires_grad([D_A, D_B], True)
+    opt.D.zero_grad()
+    for D, real, fake, pool in ((D_A, real_b, fake_B, pools[1]), (D_B, real_a, fake_A, pools[0])):
+        pred_real, pred_fake = D(real), D(pool.query(fake).detach())
+        loss_d = (F.mse_loss(pred_real, torch.ones_like(pred_real))
+                  + F.mse_loss(pred_fake, torch.zeros_like(pred_fake))) * 0.5
+        loss_d.backward()
+    opt.D.step()
 
 
 def _profile_step(nets, opt, pools, a, b, config, autocast, dev) -> str:
@@ -122,18 +167,17 @@ def _translate_speed(generator, a, autocast, dev, steps: int) -> float:
 
 
 def machine() -> str:
+    """The CPU by name and whether it runs bf16 natively (devices.py's detection), threads, GPU, torch."""
+    import os
+
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from cyclegan.devices import cpu_has_native_bf16, cpu_name
+
+    native = "native bf16" if cpu_has_native_bf16() else "no native bf16: bf16 only emulated"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return f"{cpu}, {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
+    return (f"{cpu_name()} ({native}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; {gpu}; "
+            f"torch {torch.__version__}")
 
 
 def main() -> None:
@@ -144,6 +188,11 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="fp32 eager (published setting) against the fast path, side by side (default 256 px)")
     parser.add_argument("--profile", action="store_true", help="with --compare: print the top ops of one step")
+    parser.add_argument("--cpu", action="store_true",
+                        help="on the CPU: the official step against the project's in fp32 and bf16 (default 128 px)")
+    parser.add_argument("--with-compile", action="store_true", help="with --cpu: also a torch.compile'd row")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="with --cpu: torch CPU threads (default: torch's choice; 1 is steadier on a shared CPU)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -151,6 +200,9 @@ def main() -> None:
         return
     if args.compare:
         compare(args)
+        return
+    if args.cpu:
+        cpu_rows(args)
         return
 
     import torch
@@ -202,8 +254,32 @@ def compare(args: argparse.Namespace) -> None:
         if args.profile:
             print(f"top ops of one fast-path step at {size} px:\n{rows[1]['top_ops']}")
     if device == "cpu":
-        print("no CUDA device: bf16 autocast and channels_last do not act on the CPU, so (b) differs from (a) "
-              "by torch.compile (inductor) only")
+        print("no CUDA device: channels_last does not act on the CPU, and the fast preset's amp (auto) keeps the "
+              "CPU in fp32, so (b) differs from (a) by torch.compile (inductor) only; --cpu puts bf16 beside it")
+
+
+def cpu_rows(args: argparse.Namespace) -> None:
+    """The official-style fp32 step against the project's step in fp32, bf16 and compiled, on the CPU."""
+    sizes = args.sizes if "--sizes" in sys.argv else [128]
+    settings = [("official-style step", False, False, True), ("project train_step", False, False, False),
+                ("project train_step", True, False, False)]
+    if args.with_compile:
+        settings.append(("project train_step", False, True, False))
+    print(f"machine: {machine()}")
+    print(f"paper networks, batch 1, {args.steps} timed steps after {args.warmup} warm-up, CPU, each row in its "
+          f"own process, {args.threads or 'default'} torch threads")
+    print(f"{'size':>5} {'step':<20} {'bf16':>5} {'compile':>8} {'s/iter':>8} {'vs official':>12} {'peak MB':>8} "
+          f"{'warm-up s':>10}")
+    for size in sizes:
+        reference = None
+        for label, amp, fast, official in settings:
+            r = _child({"size": size, "device": "cpu", "amp": amp, "fast": fast, "official": official,
+                        "steps": args.steps, "warmup": args.warmup, "translate": False, "threads": args.threads})
+            reference = reference or r["s_per_it"]
+            print(f"{size:>5} {label:<20} {'yes' if amp else 'no':>5} {'yes' if fast else 'no':>8} "
+                  f"{r['s_per_it']:>8.3f} {reference / r['s_per_it']:>11.2f}x {r['peak_mb']:>8.0f} "
+                  f"{r['warmup_s']:>10.1f}", flush=True)
+    print("vs official: the official-style fp32 step's s/iter over the row's (above 1: faster)")
 
 
 if __name__ == "__main__":
