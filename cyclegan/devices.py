@@ -31,9 +31,10 @@ AMP_MODES = ("off", "auto", "on")
 # Forces what ``cpu_has_native_bf16`` answers ("1" or "0"), for tests and for a user who knows
 # better than the detection; unset: detect.
 NATIVE_BF16_ENV = "CYCLEGAN_CPU_BF16"
-# One training step of the paper networks (128 px, batch 1) under forced bf16 autocast, against
-# fp32, on an AMD EPYC with AVX2 only (BENCHMARKS.md, "bf16 on a CPU without native bf16").
-EMULATED_BF16_SLOWDOWN = 2.0
+# How much slower than fp32 a training step of the paper networks (128 px, batch 1) ran under
+# forced bf16 autocast on an AMD EPYC with AVX2 only (BENCHMARKS.md, "bf16 on the CPU"): torch
+# has no fast bf16 kernels for such a CPU. Translation slowed about as much.
+EMULATED_BF16_SLOWDOWN = 19.0
 _X86_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of the x86 bf16 instructions
 
 
@@ -142,7 +143,7 @@ def choose_bf16(amp: str, device: torch.device, native_cpu: bool) -> Precision:
         return Precision(True, "CUDA")
     if device.type != "cpu":
         return Precision(amp == "on", f"{device.type}: only when asked with --amp")
-    slower = f"about {EMULATED_BF16_SLOWDOWN:.1f}x slower than fp32 on such a CPU"
+    slower = f"about {EMULATED_BF16_SLOWDOWN:.0f}x slower than fp32 on such a CPU"
     if amp == "on":
         if native_cpu:
             return Precision(True, "this CPU runs bf16 natively; --no-amp for fp32")

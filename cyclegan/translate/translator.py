@@ -78,7 +78,7 @@ class Translator:
         self.bf16 = bf16
         self._autocast = autocast_for(device, bf16)
         if emulated_bf16(device, bf16):
-            log.warning("bf16 on this CPU, which has no native bf16: about %.1fx slower than fp32 (docs/cpu.md)",
+            log.warning("bf16 on this CPU, which has no native bf16: about %.0fx slower than fp32 (docs/cpu.md)",
                         EMULATED_BF16_SLOWDOWN)
         # Tiling and padding ask the networks for their geometry (models/generators.py).
         nets = list(self.generators.values())
