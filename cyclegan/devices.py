@@ -32,8 +32,8 @@ AMP_MODES = ("off", "auto", "on")
 # better than the detection; unset: detect.
 NATIVE_BF16_ENV = "CYCLEGAN_CPU_BF16"
 # How much slower than fp32 a training step of the paper networks (128 px, batch 1) ran under
-# forced bf16 autocast on an AMD EPYC with AVX2 only (BENCHMARKS.md, "bf16 on the CPU"): torch
-# has no fast bf16 kernels for such a CPU. Translation slowed about as much.
+# forced bf16 autocast on an AMD EPYC with AVX2 only (BENCHMARKS.md, "bf16 and torch.compile on
+# the CPU"); translation at 256 px slowed 20x to 80x there, more the wider the generator.
 EMULATED_BF16_SLOWDOWN = 19.0
 _X86_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names of the x86 bf16 instructions
 
