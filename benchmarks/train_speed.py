@@ -7,17 +7,23 @@ allocator's peak on a GPU) is its own. Prints one table row per setting and the 
     python benchmarks/train_speed.py --sizes 256 --steps 5
     python benchmarks/train_speed.py --compare            # fp32 eager vs the fast path, 256 px, batch 1
     python benchmarks/train_speed.py --compare --profile  # and the top ops of one fast-path step
+    python benchmarks/train_speed.py --cpu                # the CPU's options side by side, 128 px, batch 1
+    python benchmarks/train_speed.py --cpu --with-compile # and torch.compile (about 80 s of compiling)
 
 ``--compare`` puts side by side (a) the published setting, fp32 eager, batch 1, and (b) the fast
 path (bf16 autocast, channels_last, torch.compile, fused Adam, cudnn benchmark; autocast and
 channels_last only act on CUDA), plus translation images/s of one generator in each precision.
+
+``--cpu`` puts side by side, on the CPU: the official code's step written out (fp32, eager, the
+reference), and the project's ``train_step`` in fp32, under bf16 autocast (forced where the CPU has
+no native bf16: docs/cpu.md) and, with ``--with-compile``, torch.compile'd. Every row says whether
+bf16 and compile were used; the header names the CPU and whether it runs bf16 natively.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -27,7 +33,8 @@ from typing import Iterator
 
 def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bool = False,
             profile: bool = False, batch: int = 1, cache: bool = False, model: dict | None = None,
-            trace: str | None = None, compiled: bool = True) -> dict:
+            trace: str | None = None, compiled: bool = True, official: bool = False, translate: bool = True,
+            threads: int = 0) -> dict:
     """Run in a fresh process: time ``steps`` real training steps after ``warmup`` ones.
 
     ``fast`` is the trainer's fast path (``prepare_for_training`` with channels_last and compile,
@@ -37,13 +44,17 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
     ``cache_images`` trains), not one fixed random batch. ``model``: ModelConfig fields that replace
     the paper networks' (smaller networks for a dry run). ``profile``: also torch.profiler's view of
     one more step (its chrome trace written to ``trace`` when given).
+    ``official``: the official code's step (``official_step``) instead of the project's.
+    ``translate``: also time one generator translating; ``threads``: torch CPU threads (0: torch's choice).
     """
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     from cyclegan.config import preset
+    from cyclegan.devices import autocast_for
     from cyclegan.train.pool import ImagePool
     from cyclegan.train.step import Models, Optimizers, prepare_for_training, train_step
-    from contextlib import nullcontext
 
     config = preset("paper")
     for name, value in (model or {}).items():
@@ -66,8 +77,8 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
     a = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
     b = torch.rand(batch, 3, size, size, device=dev) * 2 - 1
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+    autocast = autocast_for(dev, amp)
+    step = (lambda *args: official_step(*args[:-1])) if official else train_step  # official: fp32, no autocast
 
     def sync():
         if dev.type == "cuda":
@@ -83,7 +94,7 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
     compile_start = time.perf_counter()
     nets = prepare_for_training(models, config, dev, autocast) if fast else models
     for _ in range(warmup):
-        train_step(nets, opt, pools, *inputs(), config, autocast)
+        step(nets, opt, pools, *inputs(), config, autocast)
     sync()
     warmup_s = time.perf_counter() - compile_start
     sync()
@@ -91,10 +102,10 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for _ in range(steps):
-        losses = train_step(nets, opt, pools, *inputs(), config, autocast)
+        losses = step(nets, opt, pools, *inputs(), config, autocast)
     sync()
     seconds = (time.perf_counter() - start) / steps
-    finite = all(bool(torch.isfinite(v).all()) for v in losses.values())
+    finite = losses is None or all(bool(torch.isfinite(v).all()) for v in losses.values())  # official: None
     summary = {}
     if profile:
         prof, wall_s = profile_step(nets, opt, pools, *inputs(), config, autocast, dev)
@@ -103,12 +114,12 @@ def measure(size: int, device: str, amp: bool, steps: int, warmup: int, fast: bo
         summary = {"top_ops": prof.key_averages().table(sort_by=_self_time_key(dev), row_limit=12),
                    "kernels": top_kernels(prof, dev), "launch_share": launch_share(prof, wall_s, dev),
                    "profiled_s": wall_s}
-    translate_ips = generator_rate(models.G_AB, a, autocast, dev, steps)
+    translate_ips = generator_rate(models.G_AB, a, autocast, dev, steps) if translate else float("nan")
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak_mb = peak_rss_mb()
-    return {"size": size, "device": device, "amp": amp, "fast": fast, "batch": batch, "cache": cache,
+    return {"size": size, "device": device, "amp": amp, "fast": fast, "official": official, "batch": batch, "cache": cache,
             "s_per_it": seconds, "images_per_s": batch / seconds, "peak_mb": peak_mb, "warmup_s": warmup_s,
             "translate_ips": translate_ips, "threads": torch.get_num_threads(), "finite": finite,
             "top_ops": "", **summary}
@@ -222,18 +233,17 @@ def generator_rate(generator, a, autocast, dev, steps: int) -> float:
 
 
 def machine() -> str:
+    """The CPU by name and whether it runs bf16 natively (devices.py's detection), threads, GPU, torch."""
+    import os
+
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from cyclegan.devices import cpu_has_native_bf16, cpu_name
+
+    native = "native bf16" if cpu_has_native_bf16() else "no native bf16: bf16 only emulated"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return f"{cpu}, {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
+    return (f"{cpu_name()} ({native}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; {gpu}; "
+            f"torch {torch.__version__}")
 
 
 def main() -> None:
@@ -244,6 +254,11 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="fp32 eager (published setting) against the fast path, side by side (default 256 px)")
     parser.add_argument("--profile", action="store_true", help="with --compare: print the top ops of one step")
+    parser.add_argument("--cpu", action="store_true",
+                        help="on the CPU: the official step against the project's in fp32 and bf16 (default 128 px)")
+    parser.add_argument("--with-compile", action="store_true", help="with --cpu: also a torch.compile'd row")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="with --cpu: torch CPU threads (default: torch's choice; 1 is steadier on a shared CPU)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -251,6 +266,9 @@ def main() -> None:
         return
     if args.compare:
         compare(args)
+        return
+    if args.cpu:
+        cpu_rows(args)
         return
 
     import torch
@@ -304,8 +322,32 @@ def compare(args: argparse.Namespace) -> None:
             launches = f"; {share:.0%} of its wall time in kernel launches" if share is not None else ""
             print(f"top ops of one fast-path step at {size} px{launches}:\n{rows[1]['top_ops']}")
     if device == "cpu":
-        print("no CUDA device: bf16 autocast and channels_last do not act on the CPU, so (b) differs from (a) "
-              "by torch.compile (inductor) only")
+        print("no CUDA device: channels_last does not act on the CPU, and the fast preset's amp (auto) keeps the "
+              "CPU in fp32, so (b) differs from (a) by torch.compile (inductor) only; --cpu puts bf16 beside it")
+
+
+def cpu_rows(args: argparse.Namespace) -> None:
+    """The official-style fp32 step against the project's step in fp32, bf16 and compiled, on the CPU."""
+    sizes = args.sizes if "--sizes" in sys.argv else [128]
+    settings = [("official-style step", False, False, True), ("project train_step", False, False, False),
+                ("project train_step", True, False, False)]
+    if args.with_compile:
+        settings.append(("project train_step", False, True, False))
+    print(f"machine: {machine()}")
+    print(f"paper networks, batch 1, {args.steps} timed steps after {args.warmup} warm-up, CPU, each row in its "
+          f"own process, {args.threads or 'default'} torch threads")
+    print(f"{'size':>5} {'step':<20} {'bf16':>5} {'compile':>8} {'s/iter':>8} {'vs official':>12} {'peak MB':>8} "
+          f"{'warm-up s':>10}")
+    for size in sizes:
+        reference = None
+        for label, amp, fast, official in settings:
+            r = _child({"size": size, "device": "cpu", "amp": amp, "fast": fast, "official": official,
+                        "steps": args.steps, "warmup": args.warmup, "translate": False, "threads": args.threads})
+            reference = reference or r["s_per_it"]
+            print(f"{size:>5} {label:<20} {'yes' if amp else 'no':>5} {'yes' if fast else 'no':>8} "
+                  f"{r['s_per_it']:>8.3f} {reference / r['s_per_it']:>11.2f}x {r['peak_mb']:>8.0f} "
+                  f"{r['warmup_s']:>10.1f}", flush=True)
+    print("vs official: the official-style fp32 step's s/iter over the row's (above 1: faster)")
 
 
 if __name__ == "__main__":

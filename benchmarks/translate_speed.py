@@ -12,13 +12,18 @@ Runs on the CPU, and on CUDA too when present. Prints the machine first.
     python benchmarks/translate_speed.py                       # ngf 64, 9 blocks (the published generator)
     python benchmarks/translate_speed.py --large-ngf 16        # a cheaper network for the 6000x4000 case
     python benchmarks/translate_speed.py --threads 1           # steadier on a CPU other work is using
+    python benchmarks/translate_speed.py --precision --threads 1  # fp32 against bf16 at 256 px on the CPU
+
+``--precision``: images/s of the same folder of 256x256 JPEGs in fp32 and under bf16 autocast (forced
+where the CPU has no native bf16: docs/cpu.md), batch 1, and how far the bf16 outputs are from the
+fp32 ones: the mean absolute difference in 8-bit levels and the PSNR between the two sets of PNGs.
+``--run RUN`` uses a trained run's generators instead of random ones (their outputs are what a user sees).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,13 +36,10 @@ from PIL import Image
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    from cyclegan.devices import cpu_name
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return f"{cpu}; {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
+    return f"{cpu_name()}; {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
 
 
 def random_run(folder: Path, ngf: int, n_blocks: int) -> Path:
@@ -82,6 +84,35 @@ def folder_rate(run: Path, images: Path, out: Path, device: str, batch_size: int
         torch.cuda.synchronize()
     assert summary.translated == len(list(images.iterdir())) and not summary.failed
     return summary.translated / summary.seconds
+
+
+def output_difference(first: Path, second: Path) -> tuple[float, float]:
+    """Mean absolute difference (8-bit levels) and PSNR (dB) between two folders of same-named images."""
+    names = sorted(p.name for p in first.iterdir())
+    assert names and names == sorted(p.name for p in second.iterdir()), "the two folders hold different images"
+    a = np.stack([np.asarray(Image.open(first / n).convert("RGB"), dtype=np.float64) for n in names])
+    b = np.stack([np.asarray(Image.open(second / n).convert("RGB"), dtype=np.float64) for n in names])
+    mse = float(np.mean((a - b) ** 2))
+    return float(np.mean(np.abs(a - b))), (float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse))
+
+
+def precision_table(args: argparse.Namespace) -> None:
+    """fp32 against bf16 autocast on the CPU: images/s at 256x256, batch 1, and the outputs' difference."""
+    from cyclegan.devices import cpu_has_native_bf16
+
+    native = "has native bf16" if cpu_has_native_bf16() else "has no native bf16: bf16 is emulated (forced)"
+    print(f"CPU {native}; 256x256, batch 1, {args.images} images")
+    print(f"{'precision':>10} {'img/s':>8} {'vs fp32':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        run = Path(args.run) if args.run else random_run(root / "run", args.ngf, args.n_blocks)
+        images = photos(root / "in256", args.images, 256, 256)
+        rates = {}
+        for label, bf16 in (("fp32", False), ("bf16", True)):
+            rates[label] = folder_rate(run, images, root / f"out_{label}", "cpu", 1, bf16=bf16)
+            print(f"{label:>10} {rates[label]:>8.3f} {rates[label] / rates['fp32']:>7.2f}x", flush=True)
+        mad, psnr = output_difference(root / "out_fp32", root / "out_bf16")
+    print(f"bf16 against fp32 outputs: mean absolute difference {mad:.2f} levels (of 255), PSNR {psnr:.1f} dB")
 
 
 def big_photo(folder: Path) -> Path:
@@ -130,6 +161,9 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="only the 6000x4000 case")
     parser.add_argument("--skip-large", action="store_true", help="only the images/s table")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--precision", action="store_true",
+                        help="only fp32 against bf16 on the CPU at 256 px: speed and the outputs' difference")
+    parser.add_argument("--run", help="with --precision: a trained run folder (default: random generators)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -142,8 +176,12 @@ def main() -> None:
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"machine: {machine()}")
-    print(f"generator: ResNet, ngf {args.ngf}, {args.n_blocks} blocks (random weights); whole pipeline: "
-          "JPEG decode in threads -> network -> PNG encode -> atomic write")
+    generator = f"the generators of {args.run}" if args.run and args.precision else \
+        f"ResNet, ngf {args.ngf}, {args.n_blocks} blocks (random weights)"
+    print(f"generator: {generator}; whole pipeline: JPEG decode in threads -> network -> PNG encode -> atomic write")
+    if args.precision:
+        precision_table(args)
+        return
     if not args.skip_speed:
         speed_table(args, devices)
     if not args.skip_large:

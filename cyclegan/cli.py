@@ -21,6 +21,7 @@ from typing import Any, Sequence
 # and every `COMMAND --help` answer at once; each command imports what it runs (tests/test_cli.py).
 from .app.settings import add_app_arguments
 from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
+from .config import AMP_MODES
 from .data.photos import STYLES as PHOTO_STYLES
 from .errors import ConfigError, CycleGANError, DiskFullError, TrainingInterrupted
 from .evaluate.table import BY_KEY, SELECTABLE, table_rows
@@ -47,7 +48,8 @@ _FIELD_HELP = {
     "lambda_identity": "identity loss weight, relative to lambda_cycle",
     "pool_size": "generated images kept for the discriminators (0: none)",
     "device": "auto (CUDA if present), cpu, cuda or cuda:N",
-    "amp": "bf16 autocast (CUDA only)",
+    "amp": "bf16 autocast: --amp (on, even on a CPU without native bf16, where it is slower), --amp auto "
+           "(where it pays: CUDA; the CPU stays fp32 for now) or --no-amp (docs/cpu.md)",
     "channels_last": "channels_last memory format (CUDA only)",
     "compile": "torch.compile the networks (falls back to eager, with a warning, where it fails)",
     "cache_images": "decode every image once into a uint8 cache (on the GPU, else pinned memory); "
@@ -86,7 +88,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
             help_text = _FIELD_HELP.get(f.name, "") + f" (paper: {f.default!r})"
-            if f.type in ("bool", bool):
+            if f.name == "amp":  # off / auto / on, and the old spellings --amp and --no-amp
+                group.add_argument(flag, dest="amp", nargs="?", const="on", choices=AMP_MODES,
+                                   default=argparse.SUPPRESS, help=help_text)
+                group.add_argument("--no-amp", dest="amp", action="store_const", const="off",
+                                   default=argparse.SUPPRESS, help="fp32: the same as --amp off")
+            elif f.type in ("bool", bool):
                 group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                    default=argparse.SUPPRESS, help=help_text)
             else:
@@ -417,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images with more pixels are translated in tiles: a pixel count or WxH "
                         "(default 4194304, i.e. 2048x2048)")
     p.add_argument("--tile-size", type=int, help="tile side for large images (default 1024)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CUDA, slightly different output")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast: faster on CUDA and on a CPU with native bf16, slower on one without "
+                        "(docs/cpu.md); slightly different output")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 (not 2) if any file could not be translated")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")

@@ -17,6 +17,8 @@ from .evaluate.table import SELECTABLE
 GAN_LOSSES = ("lsgan", "bce", "hinge")
 UPSAMPLE_MODES = ("transpose", "resize")
 DEVICES = ("auto", "cpu", "cuda")
+# bf16 autocast: off, auto (CUDA, and a CPU with native bf16 once measured to keep quality; devices.py) or on
+AMP_MODES = ("off", "auto", "on")
 # How a training image becomes a crop_size square (data/dataset.py), named as in the official code.
 PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_crop", "crop")
 # The transforms of ``--diffaug`` (train/augment.py implements each one).
@@ -80,7 +82,10 @@ class TrainConfig:
     diffaug: str = ""
     seed: int = 0
     device: str = "auto"
-    amp: bool = False  # bf16 autocast; only takes effect on CUDA
+    # bf16 autocast (devices.choose_bf16): "off"; "auto" where it is measured to help (CUDA; a CPU
+    # stays fp32 until quality against fp32 is measured there); "on" everywhere, a CPU without
+    # native bf16 included (slower there). config.json before this held true/false: read as auto/off.
+    amp: str = "off"
     channels_last: bool = False  # only takes effect on CUDA
     compile: bool = False  # torch.compile the networks; falls back to eager, with a warning, where it fails
     cache_images: bool = False  # decode once into a uint8 cache (when it fits) and crop/flip on the device
@@ -139,7 +144,10 @@ class Config:
             model_values.setdefault("channels_b", both)
         try:
             model = _build(ModelConfig, model_values, "model")
-            train = _build(TrainConfig, data.get("train", {}), "train")
+            train_values = dict(data.get("train", {}))
+            if isinstance(train_values.get("amp"), bool):  # config.json before tri-state amp: true was CUDA only
+                train_values["amp"] = "auto" if train_values["amp"] else "off"
+            train = _build(TrainConfig, train_values, "train")
         except TypeError as exc:  # a value of the wrong shape
             raise ConfigError(f"config is malformed: {exc}") from exc
         config = cls(model=model, train=train, preset=str(data.get("preset", "custom")))
@@ -179,7 +187,7 @@ def preset(name: str) -> Config:
         # The published networks, fed in batches of 4 with bf16 autocast, channels_last, torch.compile
         # and the on-device image cache:
         # several times the images/s of the paper setting on a modern GPU.
-        train = TrainConfig(batch_size=4, amp=True, channels_last=True, compile=True, cache_images=True,
+        train = TrainConfig(batch_size=4, amp="auto", channels_last=True, compile=True, cache_images=True,
                             num_workers=4)
         return Config(model=ModelConfig(), train=train, preset="fast")
     if name == "tiny":
@@ -218,6 +226,7 @@ def validate(config: Config) -> None:
         (m.n_layers_d >= 1, f"n_layers_d must be 1 or more, got {m.n_layers_d}"),
         (m.upsample in UPSAMPLE_MODES, f"upsample must be one of {UPSAMPLE_MODES}, got {m.upsample!r}"),
         (t.gan_loss in GAN_LOSSES, f"gan_loss must be one of {GAN_LOSSES}, got {t.gan_loss!r}"),
+        (t.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {t.amp!r}"),
         (t.device in DEVICES or t.device.startswith("cuda:"),
          f"device must be auto, cpu, cuda or cuda:N, got {t.device!r}"),
         (t.crop_size >= 16 and t.crop_size % 4 == 0,
@@ -255,8 +264,11 @@ def validate(config: Config) -> None:
 
 
 # Fields that may differ when resuming: they change how long or where training runs, not what is
-# being trained. Anything else differing from the saved config.json is refused.
+# being trained. Anything else differing from the saved config.json is refused. device, amp and
+# compile change the arithmetic (CUDA vs CPU kernels, bf16 vs fp32), so a resume that changes one of
+# them goes on from the same weights and state but is no longer bit-exact with the straight run; a
+# resume with the same ones is. Moving a run between a GPU (bf16) and a CPU (fp32) needs amp here.
 RESUMABLE_OVERRIDES = frozenset({"epochs", "epochs_decay", "device", "num_workers", "log_every", "strict",
-                                 "compile", "cache_images", "tensorboard",
+                                 "amp", "compile", "cache_images", "tensorboard",
                                  "eval_every", "patience", "fid", "inception_weights", "keep_epochs",
                                  "domain_a", "domain_b", "test_a", "test_b"})

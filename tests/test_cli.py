@@ -168,6 +168,15 @@ def test_max_pixels_takes_a_count_or_a_size(value, pixels):
     assert args.max_pixels == pixels
 
 
+@pytest.mark.parametrize("flags,amp", [(["--amp"], "on"), (["--amp", "auto"], "auto"), (["--amp", "off"], "off"),
+                                       (["--no-amp"], "off"), (["--amp", "--epochs", "3"], "on")])
+def test_amp_takes_off_auto_on_and_the_old_flags(flags, amp):
+    from cyclegan.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--run", "r", *flags])
+    assert args.amp == amp
+
+
 def test_evaluate_of_a_run_without_data_folders_asks_for_data(tmp_path, capsys, monkeypatch):
     # an imported official run records no training folders: `.` must not become the held-out images
     from conftest import write_random_run

@@ -46,6 +46,7 @@ def test_unknown_preset_and_field_are_named():
     ("device", "tpu", "device"),
     ("batch_size", 0, "batch_size"),
     ("preprocess", "scale_width", "preprocess must be one of"),
+    ("amp", "bf16", "amp must be one of"),
 ])
 def test_bad_values_are_refused(tmp_path, field, value, message):
     data = preset("tiny").to_dict()
@@ -97,3 +98,17 @@ def test_tensorboard_can_be_turned_on_when_resuming_but_preprocess_cannot_change
     assert merge_resume_config(preset("tiny"), {"tensorboard": True}).train.tensorboard
     with pytest.raises(ConfigError, match="preprocess"):
         merge_resume_config(preset("tiny"), {"preprocess": "crop"})
+
+
+@pytest.mark.parametrize("saved,read", [(True, "auto"), (False, "off")])
+def test_a_config_json_from_before_tri_state_amp_still_loads(tmp_path, saved, read):
+    """amp was true/false, and true acted on CUDA only: what ``auto`` does now."""
+    data = preset("tiny").to_dict()
+    data["train"]["amp"] = saved
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert runfolder.load_config(tmp_path).train.amp == read
+
+
+def test_only_the_gpu_preset_asks_for_bf16():
+    assert preset("fast").train.amp == "auto"
+    assert {preset(name).train.amp for name in ("paper", "quality", "tiny")} == {"off"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import signal
 import threading
@@ -13,6 +14,7 @@ import torch
 
 from cyclegan import runfolder as ckpt
 from cyclegan.config import Config
+from cyclegan.devices import NATIVE_BF16_ENV
 from cyclegan.errors import CheckpointError, ConfigError, CycleGANError
 from cyclegan.train.loop import TrainingInterrupted, lr_factor, merge_resume_config, train
 
@@ -88,6 +90,21 @@ def test_an_interrupted_epoch_resumes_exactly(tmp_path, shapes_dir):
     assert steps == sorted(set(steps))  # no row logged twice across the resume
 
 
+def test_a_forced_bf16_run_resumes_bit_for_bit(tmp_path, shapes_dir, monkeypatch, caplog):
+    """bf16 on a CPU without native bf16 (forced by --amp): the resumed run is the straight run, bit for bit."""
+    monkeypatch.setenv(NATIVE_BF16_ENV, "0")
+    with caplog.at_level(logging.WARNING, logger="cyclegan.devices"):
+        straight = train(small_config(shapes_dir, epochs=1, epochs_decay=1, amp="on"), tmp_path / "straight")
+    assert "forced by --amp, but this CPU has no native bf16" in caplog.text
+    with pytest.raises(TrainingInterrupted):
+        train(small_config(shapes_dir, epochs=1, epochs_decay=1, amp="on"), tmp_path / "cut",
+              should_stop=lambda step: step == 9)
+    train(ckpt.load_config(tmp_path / "cut"), tmp_path / "cut", resume=True)
+    assert _max_difference(_weights(straight), _weights(tmp_path / "cut")) == 0
+    fp32 = train(small_config(shapes_dir, epochs=1, epochs_decay=1), tmp_path / "fp32")
+    assert _max_difference(_weights(straight), _weights(fp32)) > 1e-4  # bf16 really was on
+
+
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path, shapes_dir):
     config = small_config(shapes_dir, epochs=50, epochs_decay=0)
     # What was there before (the default handler, or SIG_IGN when the suite runs as a background job)
@@ -120,6 +137,7 @@ def test_resume_refuses_a_different_model_but_allows_more_epochs(config):
     with pytest.raises(ConfigError, match="crop_size"):
         merge_resume_config(config, {"crop_size": 64})
     assert merge_resume_config(config, {"epochs": 5, "ngf": 8}).train.epochs == 5
+    assert merge_resume_config(config, {"amp": "on"}).train.amp == "on"  # e.g. a GPU run carried on on a CPU
 
 
 def test_resume_of_a_folder_without_state_is_a_clear_error(tmp_path, config):

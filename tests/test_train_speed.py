@@ -146,7 +146,7 @@ def test_cuda_uses_fused_adam_and_the_cache_on_the_gpu(shapes_dir, config):
 
 @needs_cuda
 def test_cuda_fast_path_trains(tmp_path, shapes_dir):
-    config = small_config(shapes_dir, epochs=1, epochs_decay=0, eval_every=0, device="cuda", amp=True,
+    config = small_config(shapes_dir, epochs=1, epochs_decay=0, eval_every=0, device="cuda", amp="on",
                           channels_last=True, compile=True, cache_images=True)
     run = train(config, tmp_path / "run")
     assert all(torch.isfinite(v).all() for v in _all_weights(run).values())
@@ -167,3 +167,21 @@ def test_cuda_training_step_never_waits_for_the_host(config):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert float(losses["skipped"]) == 0.0
+
+
+@pytest.mark.parametrize("iterations,seconds,expected", [
+    (1000, 2.3, True),   # the paper networks at 128 px: 80 s of compiling back within ~150 steps
+    (100, 2.3, False),
+    (1000, 0.2, False),  # the tiny demo's steps: compiling would not pay back in 1,000 of them
+    (10000, 0.2, True),
+])
+def test_compiling_on_a_cpu_pays_only_when_the_run_is_long_enough(iterations, seconds, expected):
+    assert speed.compile_pays_back(iterations, seconds) is expected
+
+
+def test_the_compile_tip_is_for_a_long_eager_cpu_run_only():
+    tip = speed.compile_advice(5000, 2.3, "cpu", compiled=False)
+    assert tip and "--compile" in tip
+    assert speed.compile_advice(5000, 2.3, "cpu", compiled=True) is None
+    assert speed.compile_advice(5000, 2.3, "cuda", compiled=False) is None
+    assert speed.compile_advice(50, 2.3, "cpu", compiled=False) is None

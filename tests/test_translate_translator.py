@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,18 @@ def test_bf16_autocast_stays_close_to_float32(random_run):
     half = Translator.from_run(random_run, device="cpu", bf16=True).translate_tensor(image, "AtoB")
     assert half.dtype == torch.float32
     assert 0 < (half - full).abs().mean() < 0.05
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_that_it_is_slower(random_run, monkeypatch, caplog):
+    monkeypatch.setenv("CYCLEGAN_CPU_BF16", "0")
+    with caplog.at_level(logging.WARNING):
+        Translator.from_run(random_run, device="cpu", bf16=True)
+    assert "no native bf16" in caplog.text and "slower than fp32" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("CYCLEGAN_CPU_BF16", "1")
+    with caplog.at_level(logging.WARNING):
+        Translator.from_run(random_run, device="cpu", bf16=True)
+    assert "bf16" not in caplog.text
 
 
 @pytest.mark.cuda

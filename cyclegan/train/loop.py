@@ -25,7 +25,7 @@ from .. import runfolder
 from ..config import RESUMABLE_OVERRIDES, Config, validate
 from ..data.dataset import ImageCache, UnpairedDataset, epoch_batches, epoch_indices, eval_tensor
 from ..data.folders import find_images, heldout_for
-from ..devices import Autocast, autocast_for, channels_last_wanted, select_device
+from ..devices import Autocast, channels_last_wanted, chosen_autocast, select_device
 from ..errors import CheckpointError, ConfigError, CycleGANError, TrainingInterrupted
 from ..evaluate.health import NONFINITE_LIMIT, NonFiniteGuard, TrainingMonitor, nonfinite_networks
 from ..evaluate.heldout import HeldOut, evaluate_heldout
@@ -37,6 +37,7 @@ from ..images import load_image
 from . import distributed
 from .clock import StepClock
 from .pool import ImagePool
+from .speed import compile_advice
 from .step import GeneratorEMA, Models, Optimizers, prepare_for_training, train_step
 from .tensorboard_log import TensorBoardLog, summary_writer_class
 
@@ -147,7 +148,7 @@ def _train(config: Config, run_dir: Path, world: distributed.World, device: torc
     cache = ImageCache.build(dataset, device) if t.cache_images else None
 
     models = Models.build(config, device)
-    autocast = autocast_for(device, t.amp and device.type == "cuda")
+    autocast = chosen_autocast(t.amp, device)  # logs what was chosen and why
     tensorboard = TensorBoardLog(run_dir, state["step"] if state else None) if t.tensorboard and world.is_main else None
     warnings = runfolder.RunWarnings(run_dir, write=world.is_main,  # only rank 0 writes the run folder
                                      also=tensorboard.warning if tensorboard else None)
@@ -327,6 +328,10 @@ def _announce_estimate(run: Run) -> None:
              "all %d epochs about %s, of which %s are left. An estimate: it is refined after every epoch.",
              e.seconds_per_step, run.clock.steps, run.steps_per_epoch, duration(e.epoch_seconds), unmeasured,
              run.total_epochs, duration(e.total_seconds), duration(e.left_seconds))
+    tip = compile_advice(run.total_epochs * run.steps_per_epoch - run.step, e.seconds_per_step, run.device.type,
+                         run.config.train.compile)
+    if tip:
+        log.info(tip)
     advice = slow_run_advice(e.left_seconds, run.device.type, run.config.preset)
     if advice:
         log.warning(advice)

@@ -19,7 +19,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from .. import runfolder
 from ..config import Config
-from ..devices import select_device
+from ..devices import EMULATED_BF16_SLOWDOWN, autocast_for, emulated_bf16, select_device
 from ..errors import CheckpointError, ConfigError
 from ..images import picture_from_pil, picture_to_pil, read_picture, to_float, to_uint8
 from ..models.generators import Generator, build_generator
@@ -68,7 +67,8 @@ class Translator:
                  bf16: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, tile_size: int | None = None,
                  run_dir: Path | None = None) -> None:
         """``max_pixels``: the largest image translated in one pass (larger ones are tiled);
-        ``tile_size``: the side of a tile; ``bf16``: bfloat16 autocast (made for CUDA, also runs on CPU)."""
+        ``tile_size``: the side of a tile; ``bf16``: bfloat16 autocast (faster on CUDA and on a CPU with native bf16, slower on
+        one without: docs/cpu.md)."""
         if not generators:
             raise CheckpointError("a Translator needs at least one generator")
         self.config = config
@@ -76,6 +76,10 @@ class Translator:
         self.device = device
         self.generators = {name: net.to(device).eval() for name, net in generators.items()}
         self.bf16 = bf16
+        self._autocast = autocast_for(device, bf16)
+        if emulated_bf16(device, bf16):
+            log.warning("bf16 on this CPU, which has no native bf16: about %.0fx slower than fp32 (docs/cpu.md)",
+                        EMULATED_BF16_SLOWDOWN)
         # Tiling and padding ask the networks for their geometry (models/generators.py).
         nets = list(self.generators.values())
         self.multiple = max(getattr(net, "size_multiple", tiling.MULTIPLE) for net in nets)
@@ -149,8 +153,7 @@ class Translator:
             # Reflection needs the pad to be smaller than the side; tiny images fall back to replicate.
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-        with autocast:
+        with self._autocast():
             y = net(x)
         return y[..., :h, :w].float()
 
