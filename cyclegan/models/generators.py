@@ -97,18 +97,11 @@ class ColourTransform(nn.Module):
     parameters. It sees the image, so it can tell an image that needs the change from one that is
     already in the target domain (which the identity loss asks to pass through). The last layer
     starts at zero: the transform starts as the identity.
-
-    ``GAIN`` scales the last layer's output. Adam moves every weight by about the learning rate a step
-    whatever its gradient's size, so the gain is the transform's own learning rate: a dozen numbers
-    that must travel far (a grade moves pixels by 0.15 on average) at the pace of weights that must
-    not. With gain 1 a 1,500-iteration run moved a grade a tenth of the way (BENCHMARKS.md).
     """
-
-    GAIN = 10.0
 
     def __init__(self, channels: int, hidden: int = 64, grid: int = 4) -> None:
         super().__init__()
-        self.channels, self.grid, self.gain = channels, grid, self.GAIN
+        self.channels, self.grid = channels, grid
         self.mlp = nn.Sequential(nn.Linear(channels * (2 + grid * grid), hidden), nn.ReLU(True),
                                  nn.Linear(hidden, channels * channels + channels))
         nn.init.zeros_(self.mlp[2].weight)
@@ -117,7 +110,7 @@ class ColourTransform(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[0], self.channels
         stats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3)), F.adaptive_avg_pool2d(x, self.grid).flatten(1)], 1)
-        params = self.mlp(stats) * self.gain
+        params = self.mlp(stats)
         matrix = params[:, :c * c].reshape(n, c, c) + torch.eye(c, device=x.device, dtype=params.dtype)
         offset = params[:, c * c:].reshape(n, c, 1, 1)
         return torch.einsum("nij,njhw->nihw", matrix.to(x.dtype), x) + offset.to(x.dtype)
