@@ -34,7 +34,8 @@ from cyclegan import runfolder
 from cyclegan.config import preset
 from cyclegan.data.synthetic import make_dataset
 from cyclegan.evaluate.health import TrainingMonitor
-from cyclegan.evaluate.heldout import evaluate_ground_truth
+from cyclegan.data.folders import run_heldout_paths
+from cyclegan.evaluate.heldout import HeldOut, evaluate_ground_truth
 from cyclegan.evaluate.table import SELECTION_RULES, selection_value
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
@@ -58,13 +59,35 @@ def _results(row: dict[str, str]) -> dict[str, dict[str, float]]:
     return out
 
 
-def choose(rows: list[dict[str, str]], rule: str) -> int:
-    """The epoch training would keep in best/ under ``rule`` (the monitor's own logic)."""
-    monitor = TrainingMonitor(_Sink(), rule)
+def replay(rows: list[dict[str, str]], rule: str) -> tuple[TrainingMonitor, _Sink]:
+    """The monitor's own logic over a run's evaluations, as training ran it, end-of-training checks
+    included: what it keeps in best/ under ``rule``, and the warnings it raises (today's rules, even
+    for a run trained before them)."""
+    sink = _Sink()
+    monitor = TrainingMonitor(sink, rule)
     for row in rows:
         epoch = int(float(row["epoch"]))
         monitor.observe(epoch, int(float(row["step"])), _results(row), selection_value(row, rule, epoch))
-    return monitor.best["epoch"]
+    monitor.check_end(epoch, int(float(rows[-1]["step"])))
+    return monitor, sink
+
+
+def choose(rows: list[dict[str, str]], rule: str) -> int:
+    """The epoch training would keep in best/ under ``rule``."""
+    return replay(rows, rule)[0].best["epoch"]
+
+
+def fill_domain_gap(rows: list[dict[str, str]], run: Path) -> None:
+    """Runs evaluated before the domain gap was recorded: compute it from the run's held-out images
+    (it depends on nothing else) so the no_translation rule can be replayed on them."""
+    if not rows or rows[0].get("val_domain_gap_AtoB"):
+        return
+    config = runfolder.load_config(run)
+    paths_a, paths_b, _ = run_heldout_paths(config.train, None)
+    heldout = HeldOut.from_paths(paths_a, paths_b, config.train.crop_size)
+    gaps = {"AtoB": heldout.domain_gap("A", "B"), "BtoA": heldout.domain_gap("B", "A")}
+    for row in rows:
+        row.update({f"val_domain_gap_{d}": str(g) for d, g in gaps.items()})
 
 
 def choose_by_mean_rank(rows: list[dict[str, str]]) -> int:
@@ -134,9 +157,11 @@ def main() -> int:
     for run in runs:
         truth = truth_per_epoch(run, args.data)
         rows = [r for r in runfolder.read_metrics(run) if r.get("val_swd_AtoB") and int(float(r["epoch"])) in truth]
+        fill_domain_gap(rows, run)
+        warned = sorted(set(replay(rows, "swd")[1]))
         best = min(truth.values())
         print(f"\n{run.name}: truth L1 per epoch " + ", ".join(f"{e}: {v:.4f}" for e, v in truth.items())
-              + f" (best epoch {min(truth, key=truth.get)})")
+              + f" (best epoch {min(truth, key=truth.get)}); warnings (replayed): {', '.join(warned) or 'none'}")
         choices = {rule: choose(rows, rule) for rule in ONLINE_RULES} | {"mean_rank": choose_by_mean_rank(rows)}
         for rule, epoch in choices.items():
             regret = truth[epoch] / best - 1

@@ -485,7 +485,7 @@ def test_training_job_stops_resumably_and_resumes_to_the_end(tmp_path):
 
 def test_app_binds_localhost_without_share_by_default():
     from cyclegan.cli import build_parser
-    from cyclegan.app.server import settings_from_args
+    from cyclegan.app.settings import settings_from_args
 
     settings = settings_from_args(build_parser().parse_args(["app"]))
     assert settings.host == "127.0.0.1" and settings.share is False and settings.port == 7860

@@ -24,12 +24,12 @@ def test_presets_round_trip_through_json(tmp_path, name):
     assert runfolder.load_config(tmp_path) == c
 
 
-def test_quality_is_the_paper_recipe_with_the_skip_and_resize_upsampling():
+def test_quality_is_the_paper_recipe_with_the_colour_transform_resize_upsampling_and_no_identity_loss():
     paper, quality = preset("paper"), preset("quality")
-    assert quality.train == paper.train
-    assert (quality.model.skip, quality.model.upsample) == (True, "resize")
-    quality.model.skip, quality.model.upsample = paper.model.skip, paper.model.upsample
-    assert quality.model == paper.model
+    assert (quality.model.colour, quality.model.upsample, quality.train.lambda_identity) == (True, "resize", 0.0)
+    quality.model.colour, quality.model.upsample = paper.model.colour, paper.model.upsample
+    quality.train.lambda_identity = paper.train.lambda_identity
+    assert quality.model == paper.model and quality.train == paper.train
 
 
 def test_unknown_preset_and_field_are_named():

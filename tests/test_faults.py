@@ -618,7 +618,7 @@ def test_a_body_without_content_length_is_capped(tmp_path, monkeypatch, capsys):
     (["--host", "0.0.0.0", "--trust-network"], False),
 ])
 def test_the_app_is_not_served_beyond_this_machine_without_a_password(flags, refused, monkeypatch):
-    from cyclegan.app.server import AUTH_ENV, settings_from_args
+    from cyclegan.app.settings import AUTH_ENV, settings_from_args
     from cyclegan.cli import build_parser
 
     monkeypatch.delenv(AUTH_ENV, raising=False)
@@ -633,11 +633,11 @@ def test_the_app_is_not_served_beyond_this_machine_without_a_password(flags, ref
 
 
 def test_the_password_can_come_from_the_environment_and_reaches_gradio(monkeypatch, tmp_path):
-    from cyclegan.app import server
+    from cyclegan.app import server, settings as app_settings
     from cyclegan.cli import build_parser
 
-    monkeypatch.setenv(server.AUTH_ENV, "ann:pw")
-    settings = server.settings_from_args(build_parser().parse_args(
+    monkeypatch.setenv(app_settings.AUTH_ENV, "ann:pw")
+    settings = app_settings.settings_from_args(build_parser().parse_args(
         ["app", "--host", "0.0.0.0", "--checkpoints", str(tmp_path), "--datasets", str(tmp_path), "--device", "cpu"]))
     launched = {}
 

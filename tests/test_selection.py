@@ -149,3 +149,14 @@ def test_the_end_of_training_says_when_the_chosen_epoch_translates_nothing(tmp_p
     monitor.check_end(1, 1)
     messages = [w["message"] for w in runfolder.read_warnings(tmp_path)]
     assert len(messages) == 1 and messages[0].startswith("The chosen epoch (1) translates nothing in AtoB")
+
+
+def test_a_run_that_learns_nothing_is_told_so_in_warnings_and_best(tmp_path):
+    from cyclegan.data.synthetic import make_dataset
+    data = make_dataset(tmp_path / "shapes", n_train=8, n_test=12, size=32)
+    config = small_config(data, lr=1e-9, lambda_identity=0.0, epochs=1, epochs_decay=0)
+    config.model.colour, config.model.upsample = True, "resize"  # starts as the identity, and stays there
+    run = train(config, tmp_path / "run")
+    assert "no_translation" in [w["kind"] for w in runfolder.read_warnings(run)]
+    meta = runfolder.read_best(run)
+    assert meta["no_translation"] and "translating nothing" in meta["reason"]

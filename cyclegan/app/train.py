@@ -137,7 +137,8 @@ def build(handlers: TrainHandlers, lists: RunLists, timer: gr.Timer) -> TrainTab
         with gr.Row():
             preset_dd = gr.Dropdown(list(PRESETS), value="tiny", label="Preset",
                                     info="tiny: CPU demo; paper: the published settings; quality: paper with a "
-                                         "global skip and resize upsampling (photo styles); fast: one GPU")
+                                         "colour transform and no identity loss (styles that keep the layout); "
+                                         "fast: one GPU")
             run_name = gr.Textbox(label="Run name", placeholder="e.g. shapes_tiny", elem_id="run-name")
             n_epochs = gr.Number(epochs, precision=0, minimum=1, label="Epochs at full learning rate",
                                  elem_id="epochs")
