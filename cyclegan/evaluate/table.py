@@ -182,7 +182,7 @@ def selection_value(flat: Flat, rule: str, epoch: int = 0) -> float | None:
 # the input's), while the domains clearly differ (domain_gap at least DOMAIN_GAP): when they barely
 # differ, returning the input is the right answer. Calibrated on the style suite (BENCHMARKS.md,
 # "The no_translation warning").
-NO_CHANGE = 0.05
+NO_CHANGE = 0.03
 NO_PROGRESS = 0.9
 DOMAIN_GAP = 1.25
 
