@@ -270,7 +270,8 @@ def _parity_config(ctx: Context, data: Path, fast: bool):
         setattr(t, name, value)
     t.domain_a, t.domain_b, t.test_a, t.test_b = (str(data / d) for d in ("trainA", "trainB", "testA", "testB"))
     t.device, t.seed, t.eval_every = str(ctx.device), 0, 0  # scored once at the end, against the ground truth
-    t.amp = t.channels_last = t.cache_images = fast
+    t.channels_last = t.cache_images = fast
+    t.amp = "auto" if fast else "off"  # auto: bf16 on CUDA, fp32 on a CPU (devices.chosen_autocast)
     t.compile = fast and ctx.scale.compiled
     return config
 
