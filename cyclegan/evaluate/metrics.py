@@ -108,7 +108,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(value.mean())
 
 
-
 def change_agreement(source: torch.Tensor, output: torch.Tensor, truth: torch.Tensor) -> tuple[float, float, float]:
     """The sums behind ``change_made`` and ``change_corr`` for one image: <made, needed>,
     |made|^2 and |needed|^2, where made = output - source and needed = truth - source. Summed over a
