@@ -20,8 +20,7 @@ from typing import Any, Sequence
 # Only modules that need no torch, torchvision or gradio are imported here, so that `cyclegan --help`
 # and every `COMMAND --help` answer at once; each command imports what it runs (tests/test_cli.py).
 from .app.settings import add_app_arguments
-from .config import PRESETS, Config, ModelConfig, TrainConfig, preset
-from .config import AMP_MODES
+from .config import AMP_MODES, FAMILIES, PRESETS, Config, ModelConfig, TrainConfig, cut_nce_layers, preset, with_family
 from .errors import ConfigError, CycleGANError, DiskFullError, TrainingInterrupted
 from .evaluate.table import BY_KEY, SELECTABLE, table_rows
 
@@ -75,6 +74,13 @@ _FIELD_HELP = {
     "colour": "a per-image colour matrix and offset applied to the input, the generator adding a residual "
               "on top (for styles that are mostly a colour change; not with --skip)",
     "spectral_norm": "spectral norm on the discriminators' convs, in place of their instance norms",
+    "nce_layers": "CUT/FastCUT: the generator encoder layers whose features PatchNCE compares",
+    "nce_width": "CUT/FastCUT: units of each PatchNCE head",
+    "lambda_nce": "CUT/FastCUT: PatchNCE weight (set by --model: cut 1, fastcut 10)",
+    "nce_identity": "CUT/FastCUT: also PatchNCE on target-domain images (set by --model: cut on, fastcut off)",
+    "nce_patches": "CUT/FastCUT: positions sampled per layer and image",
+    "nce_temperature": "CUT/FastCUT: temperature of the PatchNCE softmax",
+    "flip_equivariance": "CUT/FastCUT: translate a flipped input half the time (set by --model: fastcut on)",
     "fid": "also FID and KID at each evaluation (slow on a CPU; needs cyclegan[metrics] and Inception weights)",
     "inception_weights": "local Inception weights file for FID/KID (default: torch-fidelity's own download)",
 }
@@ -85,6 +91,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
         group = parser.add_argument_group(f"{section} config (overrides the preset)")
         for f in dataclasses.fields(cls):
+            if f.name == "family":  # set by --model, which also brings the family's published defaults
+                continue
             flag = "--" + f.name.replace("_", "-")
             help_text = _FIELD_HELP.get(f.name, "") + f" (paper: {f.default!r})"
             if f.name == "amp":  # off / auto / on, and the old spellings --amp and --no-amp
@@ -130,8 +138,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     values = _overrides(args)
     if args.resume:
-        if args.run or args.preset:
-            raise ConfigError("--resume takes the run folder and its saved preset; drop --run and --preset")
+        if args.run or args.preset or args.model:
+            raise ConfigError("--resume takes the run folder and its saved preset and model; drop --run, --preset "
+                              "and --model")
         config = merge_resume_config(load_config(args.resume), values)
         run = train(config, args.resume, resume=True)
     else:
@@ -140,7 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not values.get("domain_a") or not values.get("domain_b"):
             raise ConfigError("say what to train on: --data DIR (with trainA/ and trainB/) or --domain-a DIR "
                               "--domain-b DIR")
-        config = _apply(preset(args.preset or "paper"), values)
+        config = _apply(with_family(preset(args.preset or "paper"), args.model or "cyclegan"), values)
+        if config.model.family != "cyclegan" and "nce_layers" not in values:  # CUT's layers, for these blocks
+            config.model.nce_layers = cut_nce_layers(config.model.n_blocks)
         run = train(config, args.run)
     log.info("Training finished: %s", run)
     log.info("Translate with: cyclegan translate --run %s --direction AtoB --input DIR --output DIR", run)
@@ -388,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "torchrun reads --run as its own --run-path)")
     p.add_argument("--resume", metavar="RUN", help="continue this run folder exactly where it stopped")
     p.add_argument("--preset", choices=PRESETS, help="starting configuration (default: paper, the published settings)")
+    p.add_argument("--model", choices=FAMILIES,
+                   help="what to train (default cyclegan): cut or fastcut train CUT (Park et al., 2020) each way, "
+                        "with its published defaults on top of the preset's sizes and schedule (docs/cut.md)")
     p.add_argument("--channels", type=int, metavar="N",
                    help="both domains' image channels (shorthand for --channels-a N --channels-b N)")
     _add_config_flags(p)

@@ -24,6 +24,9 @@ PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "scale_shortside_and_cr
 # The transforms of ``--diffaug`` (train/augment.py implements each one).
 AUGMENTATIONS = ("color", "translation", "cutout")
 SELECT_BY = SELECTABLE  # the held-out metrics a run can pick its best epoch by (evaluate/table.py)
+# Model families: what is trained and how (train/step.py for CycleGAN, train/cut_step.py for both CUTs).
+FAMILIES = ("cyclegan", "cut", "fastcut")
+CUT_NCE_LAYERS = (0, 4, 8, 12, 16)  # CUT's PatchNCE layers in its ResNet-9's encoder (models/generators.py)
 
 
 @dataclass
@@ -50,6 +53,11 @@ class ModelConfig:
     # (models/generators.py, ColourTransform): for styles that are mostly a colour change.
     colour: bool = False
     spectral_norm: bool = False  # spectral norm on the discriminators' convs, in place of instance norm
+    # The model family (``--model``): cyclegan, or cut / fastcut, which train each direction with its
+    # own PatchNCE heads instead of a cycle (train/cut_step.py). config.json without it: cyclegan.
+    family: str = "cyclegan"
+    nce_layers: str = "0,4,8,12,16"  # CUT: the encoder layers whose features PatchNCE compares
+    nce_width: int = 256  # CUT: units of each layer's PatchNCE MLP head
 
 
 @dataclass
@@ -74,6 +82,12 @@ class TrainConfig:
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     pool_size: int = 50
+    # CUT and FastCUT only (``--model``; published defaults, FastCUT's set by config.with_family):
+    lambda_nce: float = 1.0  # weight of the PatchNCE loss (FastCUT: 10)
+    nce_identity: bool = True  # also PatchNCE between target-domain images and their own translation (FastCUT: off)
+    nce_patches: int = 256  # positions sampled per layer and image
+    nce_temperature: float = 0.07
+    flip_equivariance: bool = False  # translate a flipped input half the time and flip its features back (FastCUT: on)
     # Our addition: an exponential moving average of the generator weights (decay per step; 0: off).
     # The average is what samples, evaluation, best/ and the saved generators use.
     ema: float = 0.0
@@ -210,6 +224,52 @@ def preset(name: str) -> Config:
 PRESETS = ("paper", "quality", "fast", "tiny")
 
 
+def with_family(config: Config, family: str) -> Config:
+    """``config`` (a preset) made to train ``family``, with that family's published defaults.
+
+    ``cut`` and ``fastcut`` (Park et al., 2020) use CUT's anti-aliased ResNet generator, no history
+    pool and no identity loss of CycleGAN's kind (CUT has its own, in PatchNCE); ``fastcut`` weighs
+    PatchNCE 10, drops its identity term and adds flip equivariance. The PatchNCE layers are CUT's
+    0, 4, 8, 12 and 16; a generator with fewer than five residual blocks has no layer 16, so those
+    beyond its encoder become its last block. The networks' sizes, the schedule and the data
+    settings stay the preset's. Flags given after ``--model`` override all of this (and the command
+line fits the layers again to a ``--n-blocks`` it was given, unless ``--nce-layers`` was too).
+    """
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model {family!r}; choose one of: {', '.join(FAMILIES)}")
+    m, t = config.model, config.train
+    m.family = family
+    if family == "cyclegan":
+        return config
+    m.generator, m.upsample = "resnet_aa", "transpose"
+    m.nce_layers = cut_nce_layers(m.n_blocks)
+    t.lambda_identity, t.pool_size = 0.0, 0
+    fast = family == "fastcut"
+    t.lambda_nce, t.nce_identity, t.flip_equivariance = (10.0, False, True) if fast else (1.0, True, False)
+    return config
+
+
+def cut_nce_layers(n_blocks: int) -> str:
+    """CUT's PatchNCE layers for its generator with ``n_blocks`` blocks: those past the encoder
+    (16 needs five blocks) become its last block."""
+    from .models.generators import AntialiasedResnetGenerator  # torch: not needed to parse --help
+
+    last = AntialiasedResnetGenerator.encoder_layers(n_blocks) - 1
+    return ",".join(str(i) for i in sorted({min(i, last) for i in CUT_NCE_LAYERS}))
+
+
+def nce_layer_list(text: str) -> list[int]:
+    """``"0,4,8"`` -> [0, 4, 8]; ConfigError when it is not ascending whole numbers."""
+    try:
+        layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        layers = []
+    if not layers or layers != sorted(set(layers)) or layers[0] < 0:
+        raise ConfigError(f"nce_layers must be ascending layer numbers separated by commas, e.g. 0,4,8,12,16; "
+                          f"got {text!r}")
+    return layers
+
+
 def augmentations(policy: str) -> tuple[str, ...]:
     """``"color,translation"`` -> ("color", "translation"); "" -> () (no augmentation)."""
     return tuple(name.strip() for name in policy.split(",") if name.strip())
@@ -262,10 +322,30 @@ def validate(config: Config) -> None:
         (t.fid or t.select_by not in ("fid", "kid"), f"select_by {t.select_by!r} needs --fid"),
         (t.patience >= 0, f"patience must be 0 (off) or more, got {t.patience}"),
         (t.keep_epochs >= -1, f"keep_epochs must be -1 (all), 0 (none) or a number of epochs, got {t.keep_epochs}"),
+        (m.family in FAMILIES, f"family must be one of {FAMILIES}, got {m.family!r}"),
+        (m.generator != "resnet_aa" or m.upsample == "transpose",
+         "the anti-aliased generator (resnet_aa, CUT's) upsamples through its own blur; drop --upsample resize"),
+        (m.nce_width >= 1 and t.nce_patches >= 1, f"nce_width and nce_patches must be 1 or more, got {m.nce_width} "
+                                                  f"and {t.nce_patches}"),
+        (t.lambda_nce >= 0 and t.nce_temperature > 0,
+         f"lambda_nce must be >= 0 and nce_temperature above 0, got {t.lambda_nce} and {t.nce_temperature}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if m.family != "cyclegan":
+        _check_nce_layers(m, GENERATORS[m.generator])
+
+
+def _check_nce_layers(m: ModelConfig, generator: type) -> None:
+    """A CUT run's PatchNCE layers must lie in its generator's encoder (a ResNet's, which has ``encode``)."""
+    if not hasattr(generator, "encoder_layers"):
+        raise ConfigError(f"the {m.family} model needs a generator with an encoder (resnet or resnet_aa), "
+                          f"got {m.generator!r}")
+    layers, length = nce_layer_list(m.nce_layers), generator.encoder_layers(m.n_blocks)
+    if layers[-1] >= length:
+        raise ConfigError(f"nce_layers {m.nce_layers!r} reaches past the encoder: a {m.generator} generator with "
+                          f"{m.n_blocks} blocks has encoder layers 0 to {length - 1}")
 
 
 # Fields that may differ when resuming: they change how long or where training runs, not what is

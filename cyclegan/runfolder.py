@@ -4,6 +4,7 @@
 config.json           the full Config: enough to rebuild the networks
 G_AB.safetensors      generator A->B (latest); G_BA.safetensors generator B->A
 D_A.safetensors       discriminators (latest); D_B.safetensors
+F_AB.safetensors      CUT and FastCUT runs only: the PatchNCE heads (latest); F_BA.safetensors
 best/                 G_AB/G_BA.safetensors of the best held-out epoch, and meta.json describing it
 epochs/epoch_NNN/     G_AB/G_BA.safetensors of evaluated epochs kept with --keep-epochs
 train_state.pt        networks, optimizers, pools, position: an exact resume (written last)

@@ -146,7 +146,7 @@ def test_wrong_keys_and_shapes_are_listed(tmp_path):
     with pytest.raises(CheckpointError) as error:
         import_official(tmp_path / "bad.pth", tmp_path / "run")
     message = str(error.value)
-    assert "bad.pth does not match an official CycleGAN ResNet generator" in message
+    assert "bad.pth does not match an official CycleGAN or CUT ResNet generator" in message
     assert "missing keys model.19.bias" in message
     assert "unexpected keys model.2.weight" in message
     assert "shape mismatches model.4.weight: file (16, 8, 5, 5) vs model (16, 8, 3, 3)" in message

@@ -69,8 +69,10 @@ class TrainingMonitor:
     """
 
     def __init__(self, warnings: WarningSink, select_by: str = "swd", patience: int = 0,
-                 gan_loss: str = "lsgan") -> None:
+                 gan_loss: str = "lsgan", family: str = "cyclegan") -> None:
         self.warnings, self.select_by, self.patience, self.gan_loss = warnings, select_by, patience, gan_loss
+        # what ties a translation to its input, which the advice names: CycleGAN's identity loss or CUT's PatchNCE
+        self.closeness_flag = "--lambda-identity" if family == "cyclegan" else "--lambda-nce"
         self.best: dict[str, Any] | None = None  # epoch, step, value
         # Directions in which the best epoch is worse than doing nothing, and in which it translates
         # nothing (empty: none). An epoch with either is never chosen over one with neither, whatever
@@ -151,7 +153,8 @@ class TrainingMonitor:
         self._raise_once(
             "no_translation:end", bool(self.best_untranslated), epoch, step,
             f"The chosen epoch ({chosen}) translates nothing in {'; '.join(self.best_untranslated)}: that "
-            "generator returns its input nearly unchanged, though the two domains differ. " + _NO_TRANSLATION_TRY)
+            "generator returns its input nearly unchanged, though the two domains differ. "
+            + _NO_TRANSLATION_TRY.format(flag=self.closeness_flag))
 
     def _check_translation(self, epoch: int, step: int, idle: list[str]) -> None:
         for direction in self.untranslated:
@@ -161,7 +164,7 @@ class TrainingMonitor:
                 f"no_translation:{direction}", self.untranslated[direction] >= NO_TRANSLATION_EVALS, epoch, step,
                 f"No translation in {direction}: for {self.untranslated[direction]} evaluations in a row the "
                 f"generator has returned its input nearly unchanged ({found[0] if found else ''}), though the two "
-                "domains differ. " + _NO_TRANSLATION_TRY)
+                "domains differ. " + _NO_TRANSLATION_TRY.format(flag=self.closeness_flag))
 
     def check_worse_than_nothing(self, epoch: int, step: int) -> None:
         """At the end of training: warn when even the chosen epoch is worse than doing nothing."""
@@ -170,7 +173,7 @@ class TrainingMonitor:
             f"Every evaluated epoch is worse than returning the input unchanged in {'; '.join(self.best_worse)} "
             f"(the chosen epoch, {self.best['epoch'] if self.best else '?'}, included), so no epoch of this run "
             "translates better than doing nothing there. Try: train longer, check that the two folders hold the "
-            "domains you mean, or a smaller --lambda-identity if outputs stay too close to their inputs.")
+            f"domains you mean, or a smaller {self.closeness_flag} if outputs stay too close to their inputs.")
 
     def _raise_once(self, kind: str, active: bool, epoch: int, step: int, message: str) -> None:
         """Warn when a condition appears; stay quiet while it lasts; re-arm once it clears."""
@@ -243,7 +246,7 @@ def _tier(worse: list[str], untranslated: list[str]) -> int:
 
 _NO_TRANSLATION_TRY = (
     "Try: train longer (the discriminators may not tell the domains apart yet), --preset quality (its colour "
-    "transform learns colour styles quickly) or --preset paper, a smaller --lambda-identity; if the two folders "
+    "transform learns colour styles quickly) or --preset paper, a smaller {flag}; if the two folders "
     "should barely differ, ignore this.")
 
 

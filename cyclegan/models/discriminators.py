@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .generators import init_weights, norm_layer
+from .generators import init_kind, init_weights, norm_layer
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -47,7 +47,8 @@ def build_discriminator(model: "ModelConfig", domain: str = "A") -> PatchDiscrim
     the generators. The weights are initialised before the parametrisation wraps them.
     """
     channels = model.channels_a if domain == "A" else model.channels_b
-    net = init_weights(PatchDiscriminator(channels, model.ndf, model.n_layers_d, norm=not model.spectral_norm))
+    net = init_weights(PatchDiscriminator(channels, model.ndf, model.n_layers_d, norm=not model.spectral_norm),
+                       init_kind(model))
     if model.spectral_norm:
         for module in net.modules():
             if isinstance(module, nn.Conv2d):

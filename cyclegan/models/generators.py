@@ -84,6 +84,47 @@ def _upsample(in_ch: int, out_ch: int, mode: str) -> list[nn.Module]:
     return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3)]
 
 
+class BlurDownsample(nn.Module):
+    """Anti-aliased stride-2 downsampling (Zhang, "Making convolutional networks shift-invariant
+    again", 2019): blur with the fixed 3x3 binomial filter ([1, 2, 1] outer itself, summing to 1),
+    then keep every second pixel. A strided conv alone aliases: a one-pixel shift of the input changes
+    the features, which CUT's patch-wise contrastive loss would then have to learn around.
+
+    The filter is a buffer named ``filt``, as in CUT's published generators, so their weight files
+    load with their keys unchanged (models/patchnce.py has the rest of CUT).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = torch.outer(taps, taps)
+        self.register_buffer("filt", (kernel / kernel.sum()).expand(channels, 1, 3, 3).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, [1, 1, 1, 1], mode="reflect"), self.filt, stride=2, groups=self.filt.shape[0])
+
+
+class BlurUpsample(nn.Module):
+    """Anti-aliased 2x upsampling, BlurDownsample's counterpart: put the pixels on a grid twice as fine
+    (zeros between) and blur with the fixed 4x4 filter [1, 3, 3, 1] outer itself, scaled to sum to 4
+    (the four output pixels of each input pixel share its value). Edges are replicated first, so the
+    border pixels are not darkened by the zeros outside. A fixed filter cannot draw a checkerboard,
+    which a learned transposed conv does (BENCHMARKS.md, "Checkerboard"); the conv after it learns.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        kernel = torch.outer(taps, taps)
+        self.register_buffer("filt", (4 * kernel / kernel.sum()).expand(channels, 1, 4, 4).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (H + 2) inputs -> 2H + 2 outputs; the first and last row and column are the padding's
+        up = F.conv_transpose2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), self.filt, stride=2, padding=2,
+                                groups=self.filt.shape[0])
+        return up[:, :, 1:-1, 1:-1]
+
+
 SKIP_LIMIT = 0.999  # inputs are clamped to +-this before atanh, which is infinite at +-1
 
 
@@ -142,7 +183,8 @@ class ResnetGenerator(Generator):
     size_multiple = 4
 
     def __init__(self, channels: int = 3, ngf: int = 64, n_blocks: int = 9, upsample: str = "transpose",
-                 out_channels: int | None = None, skip: bool = False, colour: bool = False) -> None:
+                 out_channels: int | None = None, skip: bool = False, colour: bool = False,
+                 antialias: bool = False) -> None:
         super().__init__()
         self.in_channels, self.out_channels = channels, out_channels or channels
         self.n_blocks = n_blocks
@@ -156,11 +198,20 @@ class ResnetGenerator(Generator):
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), norm_layer(ngf),
                                    nn.ReLU(True)]
         for mult in (1, 2):
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1), norm_layer(ngf * mult * 2),
-                       nn.ReLU(True)]
+            if antialias:  # CUT: a stride-1 conv, then the blur and subsampling
+                layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, padding=1), norm_layer(ngf * mult * 2),
+                           nn.ReLU(True), BlurDownsample(ngf * mult * 2)]
+            else:
+                layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                           norm_layer(ngf * mult * 2), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4) for _ in range(n_blocks)]
         for mult in (4, 2):
-            layers += _upsample(ngf * mult, ngf * mult // 2, upsample) + [norm_layer(ngf * mult // 2), nn.ReLU(True)]
+            if antialias:
+                layers += [BlurUpsample(ngf * mult), nn.Conv2d(ngf * mult, ngf * mult // 2, 3, padding=1),
+                           norm_layer(ngf * mult // 2), nn.ReLU(True)]
+            else:
+                layers += _upsample(ngf * mult, ngf * mult // 2, upsample) + [norm_layer(ngf * mult // 2),
+                                                                              nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, self.out_channels, 7)]
         self.model = nn.Sequential(*layers) if skip or colour else nn.Sequential(*layers, nn.Tanh())
         self.colour = ColourTransform(channels) if colour else None
@@ -168,6 +219,12 @@ class ResnetGenerator(Generator):
     @classmethod
     def from_config(cls, model: "ModelConfig", in_channels: int, out_channels: int) -> "ResnetGenerator":
         return cls(in_channels, model.ngf, model.n_blocks, model.upsample, out_channels, model.skip, model.colour)
+
+    @classmethod
+    def encoder_layers(cls, n_blocks: int) -> int:
+        """How many of ``model``'s layers come before the upsampling (what ``encode`` may return):
+        pad, conv, norm, ReLU, two downsamplings of three layers, the blocks."""
+        return 10 + n_blocks
 
     @property
     def receptive_radius(self) -> int:
@@ -177,6 +234,19 @@ class ResnetGenerator(Generator):
         radius = 15 + 8 * self.n_blocks
         return self.size_multiple * math.ceil(radius / self.size_multiple)
 
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """The outputs of ``self.model``'s layers numbered ``layers`` (ascending, within the encoder:
+        below ``encoder_layers(n_blocks)``) for input ``x``; the rest of the network is not run. CUT's PatchNCE
+        loss compares these features of an image and of its translation."""
+        features = []
+        for index, layer in enumerate(self.model):
+            x = layer(x)
+            if index in layers:
+                features.append(x)
+                if len(features) == len(layers):
+                    break
+        return features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.colour is not None:
             return (self.colour(x) + self.model(x)).clamp(-1, 1)
@@ -185,14 +255,53 @@ class ResnetGenerator(Generator):
         return self.model(x)
 
 
-def init_weights(net: nn.Module, std: float = 0.02) -> nn.Module:
-    """Normal(0, 0.02) conv weights and zero biases, as published."""
+@register("resnet_aa")
+class AntialiasedResnetGenerator(ResnetGenerator):
+    """CUT's generator (Park et al., 2020): the ResNet above with anti-aliased sampling. Each
+    downsampling is a stride-1 conv, norm and ReLU followed by ``BlurDownsample``; each upsampling is
+    ``BlurUpsample`` followed by a 3x3 conv, norm and ReLU. ``upsample`` does not apply (the config
+    refuses ``resize`` with it). The layer indices are CUT's, so its PatchNCE layers 0, 4, 8, 12 and
+    16 are the padded input, the two full- and half-resolution convs, and the first and fifth
+    residual blocks, and its published weights (``latest_net_G.pth``) load with their own keys.
+    """
+
+    @classmethod
+    def from_config(cls, model: "ModelConfig", in_channels: int, out_channels: int) -> "AntialiasedResnetGenerator":
+        return cls(in_channels, model.ngf, model.n_blocks, "transpose", out_channels, model.skip, model.colour,
+                   antialias=True)
+
+    @classmethod
+    def encoder_layers(cls, n_blocks: int) -> int:
+        """The plain ResNet's, and one blur in each of the two downsamplings."""
+        return 12 + n_blocks
+
+    @property
+    def receptive_radius(self) -> int:
+        """As the plain ResNet's, plus the blurs: 3 (7x7 conv) + 1 + 1 (stride-1 conv and blur at full
+        resolution) + 2 + 2 (the same at half) + 8 per block + 4 + 2 (blur and conv up to half) + 2 + 1
+        (up to full) + 3 (final 7x7 conv), rounded up to the size multiple."""
+        radius = 21 + 8 * self.n_blocks
+        return self.size_multiple * math.ceil(radius / self.size_multiple)
+
+
+def init_weights(net: nn.Module, kind: str = "normal", gain: float = 0.02) -> nn.Module:
+    """Conv weights drawn as each family published them, biases zero: CycleGAN's ``normal`` is
+    N(0, 0.02); CUT's ``xavier`` is Xavier-normal with gain 0.02. Linear layers (the colour
+    transform's) keep their own initialisation."""
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(module.weight, 0.0, std)
+            if kind == "xavier":
+                nn.init.xavier_normal_(module.weight, gain)
+            else:
+                nn.init.normal_(module.weight, 0.0, gain)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
     return net
+
+
+def init_kind(model: "ModelConfig") -> str:
+    """How a family's networks start: CycleGAN's normal draw, or CUT's (and FastCUT's) Xavier draw."""
+    return "normal" if model.family == "cyclegan" else "xavier"
 
 
 def generator_class(name: str) -> type[Generator]:
@@ -204,7 +313,7 @@ def generator_class(name: str) -> type[Generator]:
 def build_generator(model: "ModelConfig", direction: str = "AtoB") -> Generator:
     """The generator ``model`` describes for ``direction`` (AtoB: channels_a in, channels_b out)."""
     ins, outs = (model.channels_a, model.channels_b) if direction == "AtoB" else (model.channels_b, model.channels_a)
-    net = init_weights(generator_class(model.generator).from_config(model, ins, outs))
+    net = init_weights(generator_class(model.generator).from_config(model, ins, outs), init_kind(model))
     if getattr(net, "colour", None) is not None:  # the residual starts at zero: the identity (see ResnetGenerator)
         last = net.model[-1]
         nn.init.zeros_(last.weight)

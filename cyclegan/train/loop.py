@@ -36,6 +36,7 @@ from ..evaluate.timing import LEFT, SPENT, TimeEstimate, duration, estimate, slo
 from ..images import load_image
 from . import distributed
 from .clock import StepClock
+from .cut_step import cut_train_step, step_generator
 from .pool import ImagePool
 from .speed import compile_advice
 from .step import GeneratorEMA, Models, Optimizers, prepare_for_training, train_step
@@ -156,7 +157,8 @@ def _train(config: Config, run_dir: Path, world: distributed.World, device: torc
               # Each rank keeps its own history of fakes, drawn from its own stream (rank 0's is the
               # single-process one).
               (ImagePool(t.pool_size, t.seed + 1 + 2 * world.rank), ImagePool(t.pool_size, t.seed + 2 + 2 * world.rank)),
-              runfolder.MetricsLog(run_dir), warnings, TrainingMonitor(warnings, t.select_by, t.patience, t.gan_loss),
+              runfolder.MetricsLog(run_dir), warnings,
+              TrainingMonitor(warnings, t.select_by, t.patience, t.gan_loss, config.model.family),
               NonFiniteGuard(warnings), *_heldout_set(config, heldout_a, heldout_b, device, world),
               sample_paths=(heldout_a, heldout_b), clock=StepClock(device),
               steps_per_epoch=math.ceil(shard_length // world.size / t.batch_size), tensorboard=tensorboard)
@@ -264,7 +266,11 @@ def _train_one_epoch(run: Run, dataset: UnpairedDataset, cache: ImageCache | Non
         if channels_last:
             real_a = real_a.contiguous(memory_format=torch.channels_last)
             real_b = real_b.contiguous(memory_format=torch.channels_last)
-        losses = train_step(run.nets, run.opt, run.pools, real_a, real_b, run.config, run.autocast)
+        if run.config.model.family == "cyclegan":
+            losses = train_step(run.nets, run.opt, run.pools, real_a, real_b, run.config, run.autocast)
+        else:  # cut, fastcut
+            losses = cut_train_step(run.nets, run.opt, run.pools, real_a, real_b, run.config, run.autocast,
+                                    step_generator(t.seed, run.step, world.rank))
         skipped = losses.pop("skipped")  # 1.0: a NaN/inf loss, update skipped; its losses are left out
         for k, v in losses.items():
             sums[k] = sums.get(k, 0) + torch.where(skipped.bool(), 0.0, v.float())

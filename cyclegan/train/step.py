@@ -1,7 +1,8 @@
 """One CycleGAN update: both generators, then both discriminators on pooled fakes.
 
-Also what the update works on: the four networks (``Models``), their optimizers, and the
-networks as the step calls them (``prepare_for_training``: channels_last, compiled, in DDP).
+Also what every family's update works on: the networks (``Models``: two generators, two
+discriminators, and CUT's PatchNCE heads), their optimizers, and the networks as the step calls them
+(``prepare_for_training``: channels_last, compiled, in DDP). CUT's update is train/cut_step.py.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import Config
+from ..config import Config, nce_layer_list
 from ..devices import Autocast, channels_last_wanted
 from ..models.discriminators import build_discriminator
 from ..models.generators import build_generator
+from ..models.patchnce import PatchNCEHeads
 from . import distributed, speed
 from .augment import augment
 from .losses import cycle_loss, discriminator_adversarial, generator_adversarial, identity_loss
@@ -29,15 +31,23 @@ class Models:
     G_BA: nn.Module
     D_A: nn.Module  # tells real A from B->A fakes
     D_B: nn.Module  # tells real B from A->B fakes
+    F_AB: nn.Module | None = None  # CUT's PatchNCE heads for A->B's encoder (models/patchnce.py); CycleGAN: None
+    F_BA: nn.Module | None = None
 
     @classmethod
     def build(cls, config: Config, device: torch.device) -> "Models":
         m = config.model
-        return cls(build_generator(m, "AtoB").to(device), build_generator(m, "BtoA").to(device),
-                   build_discriminator(m, "A").to(device), build_discriminator(m, "B").to(device))
+        models = cls(build_generator(m, "AtoB").to(device), build_generator(m, "BtoA").to(device),
+                     build_discriminator(m, "A").to(device), build_discriminator(m, "B").to(device))
+        if m.family != "cyclegan":
+            layers = nce_layer_list(m.nce_layers)
+            models.F_AB = PatchNCEHeads.for_generator(models.G_AB, layers, m.nce_width).to(device)
+            models.F_BA = PatchNCEHeads.for_generator(models.G_BA, layers, m.nce_width).to(device)
+        return models
 
     def named(self) -> dict[str, nn.Module]:
-        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B}
+        heads = {name: net for name, net in (("F_AB", self.F_AB), ("F_BA", self.F_BA)) if net is not None}
+        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B, **heads}
 
 
 @dataclass
@@ -53,9 +63,11 @@ class Optimizers:
         # (``step_unless``). The default elsewhere: on the CPU fused Adam would change the numbers the
         # demo and the learning test were tuned with, for nothing (a host sync costs nothing there).
         fused = True if next(models.G_AB.parameters()).is_cuda else None
+        # CUT's heads learn with the generators, at the same rate (CUT gives them an Adam of their own
+        # with the same settings, which is the same arithmetic: Adam's state is per parameter).
+        generators = [models.G_AB, models.G_BA] + [f for f in (models.F_AB, models.F_BA) if f is not None]
         return cls(
-            torch.optim.Adam(itertools.chain(models.G_AB.parameters(), models.G_BA.parameters()), t.lr, betas,
-                             fused=fused),
+            torch.optim.Adam(itertools.chain(*(g.parameters() for g in generators)), t.lr, betas, fused=fused),
             torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas,
                              fused=fused),
         )
@@ -186,7 +198,7 @@ def prepare_for_training(models: Models, config: Config, device: torch.device, a
     for name, net in models.named().items():
         if channels_last:
             net.to(memory_format=torch.channels_last)
-        if t.compile:
+        if t.compile and name in inputs:  # the generators and discriminators; CUT's small heads run eager
             example = torch.zeros(t.batch_size, inputs[name], t.crop_size, t.crop_size, device=device)
             if channels_last:
                 example = example.contiguous(memory_format=torch.channels_last)

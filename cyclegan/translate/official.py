@@ -1,4 +1,4 @@
-"""Bring a generator saved by the official CycleGAN code into a run folder.
+"""Bring a generator saved by the official CycleGAN code (or CUT's) into a run folder.
 
 junyanz/pytorch-CycleGAN-and-pix2pix saves each generator as a pickled state_dict
 (``latest_net_G_A.pth``; its pretrained ``horse2zebra.pth`` is the same thing for one direction).
@@ -7,6 +7,10 @@ differences are smoothed over: InstanceNorm running statistics that old PyTorch 
 (the official loader drops them too), a ``module.`` prefix left by DataParallel, and the block
 layout of generators trained with dropout (a Dropout at index 4 shifts the second conv from
 ``conv_block.5`` to ``conv_block.6``; dropout does nothing at inference, so only the index changes).
+
+taesungp/contrastive-unpaired-translation saves CUT's and FastCUT's generator (``latest_net_G.pth``,
+A to B) the same way, with the same layer names plus the fixed blur filters of its anti-aliased
+sampling (``model.7.filt``); such a file becomes a ``resnet_aa`` generator of a ``cut`` run.
 
 The network's width (ngf), block count and input and output channels are read off the file's shapes. The file is
 read with ``torch.load(weights_only=True)``: nothing in it is executed.
@@ -37,7 +41,8 @@ log = logging.getLogger(__name__)
 
 _NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 _DEFAULT_NGF, _DEFAULT_BLOCKS = 64, 9  # resnet_9blocks, what a file's shapes are compared to when unreadable
-_EXPECTED = "an official CycleGAN ResNet generator with instance norm (resnet_9blocks / resnet_6blocks)"
+_EXPECTED = ("an official CycleGAN or CUT ResNet generator with instance norm (resnet_9blocks / resnet_6blocks, "
+             "CUT's anti-aliased by default)")
 
 
 def read_official(path: str | Path) -> dict[str, torch.Tensor]:
@@ -73,8 +78,11 @@ def infer_model_config(state: Mapping[str, torch.Tensor], direction: str = "AtoB
     channels_out = max(convs, key=lambda item: item[0])[1].shape[0] if convs and first is not None else channels_in
     blocks = {match.group(1) for key in state if (match := re.match(r"model\.(\d+)\.conv_block\.", key))}
     a, b = (channels_in, channels_out) if direction == "AtoB" else (channels_out, channels_in)
+    # CUT's generator keeps its anti-aliasing filters as buffers (``model.7.filt``): that marks a CUT file
+    antialiased = any(key.endswith(".filt") for key in state)
     return ModelConfig(channels_a=int(a), channels_b=int(b), ngf=int(ngf), n_blocks=len(blocks) or _DEFAULT_BLOCKS,
-                       upsample="transpose")
+                       upsample="transpose", generator="resnet_aa" if antialiased else "resnet",
+                       family="cut" if antialiased else "cyclegan")
 
 
 def _normalise_keys(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,0 +1,106 @@
+"""One CUT (or FastCUT) update, in both directions: generators and PatchNCE heads, then discriminators.
+
+CUT (Park et al., 2020) is one-sided: G maps A to B, a PatchGAN D judges its output, and instead of
+a cycle back through a second generator, PatchNCE (train/losses.py) asks each patch of G(x) to be
+recognisably the patch of x at its position, judged in G's own encoder through small heads
+(models/patchnce.py). This tool promises both mappings, so a run trains two independent CUTs side by
+side (A->B with G_AB, D_B and F_AB; B->A with G_BA, D_A and F_BA), summed into one generator update
+and one discriminator update like CycleGAN's (train/step.py). Nothing links the two directions.
+
+Published defaults (config.with_family): LSGAN, PatchNCE weight 1 plus an identity term on
+target-domain images (CUT), or weight 10 without it and with flip equivariance (FastCUT), 256
+patches per layer, temperature 0.07, no history pool. One difference of order: CUT updates D before
+G; here G goes first, as in our CycleGAN step, so a NaN/inf generator loss skips the whole step the
+same way in both families.
+
+The patch positions and the flips are drawn from a generator seeded by (seed, step, rank), so a
+resumed run draws what the uninterrupted one would have: no random state to save.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import Config, nce_layer_list
+from ..devices import Autocast
+from ..models.patchnce import sample_positions
+from . import distributed
+from .augment import augment
+from .losses import discriminator_adversarial, generator_adversarial, patch_nce
+from .pool import ImagePool
+from .step import Models, Optimizers, set_requires_grad, step_unless
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """The draws of one step on one rank (patch positions, flips), the same on every resume."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
+
+
+def nce_loss(G: nn.Module, heads: nn.Module, source: torch.Tensor, translated: torch.Tensor, flipped: bool,
+             config: Config, draws: torch.Generator) -> torch.Tensor:
+    """PatchNCE between ``source`` and its translation, averaged over the layers and weighted by
+    lambda_nce. With flip equivariance the translation was made from the flipped source: its
+    features are flipped back, so each position still faces the source patch it came from."""
+    layers, t = nce_layer_list(config.model.nce_layers), config.train
+    encoder = distributed.unwrap(G)  # a second way into G's weights; the DDP forward was G(...) itself
+    queries = encoder.encode(translated, layers)
+    if flipped:
+        queries = [torch.flip(q, [3]) for q in queries]
+    with torch.no_grad():  # the loss detaches the key side (losses.patch_nce): no graph to keep for it
+        keys = encoder.encode(source, layers)
+        positions = sample_positions(keys, t.nce_patches, draws)
+        key_vectors = heads(keys, positions)
+    query_vectors = heads(queries, positions)
+    images = source.shape[0]
+    total = sum(patch_nce(q, k, images, t.nce_temperature) for q, k in zip(query_vectors, key_vectors))
+    return t.lambda_nce * total / len(layers)
+
+
+def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
+                   real_b: torch.Tensor, config: Config, autocast: Autocast,
+                   draws: torch.Generator) -> dict[str, torch.Tensor]:
+    """One CUT update of both directions; returns detached losses and ``skipped`` as train/step.py's
+    ``train_step`` does (a NaN/inf generator loss skips the whole step, a NaN/inf discriminator loss
+    the discriminator update)."""
+    t = config.train
+    D_A, D_B = models.D_A, models.D_B
+    frozen = {"A": distributed.unwrap(D_A), "B": distributed.unwrap(D_B)}  # see train_step
+    directions = (("B", models.G_AB, models.F_AB, real_a, real_b), ("A", models.G_BA, models.F_BA, real_b, real_a))
+
+    set_requires_grad([D_A, D_B], False)
+    opt.G.zero_grad(set_to_none=True)
+    fakes, adv, nce = {}, torch.zeros((), device=real_a.device), torch.zeros((), device=real_a.device)
+    with autocast():
+        for target, G, heads, x, y in directions:
+            flipped = t.flip_equivariance and bool(torch.rand((), generator=draws) < 0.5)
+            inputs = torch.cat([x, y]) if t.nce_identity else x  # one pass for both, as CUT does
+            if flipped:
+                inputs = torch.flip(inputs, [3])
+            out = G(inputs)
+            fake = out[:x.shape[0]]
+            fakes[target] = fake
+            adv = adv + generator_adversarial(t.gan_loss, frozen[target](augment(fake, t.diffaug)))
+            if t.lambda_nce > 0:
+                loss = nce_loss(G, heads, x, fake, flipped, config, draws)
+                if t.nce_identity:  # y's translation should keep y's patches: CUT's identity term
+                    loss = 0.5 * (loss + nce_loss(G, heads, y, out[x.shape[0]:], flipped, config, draws))
+                nce = nce + loss
+        loss_g = adv + nce
+    loss_g.backward()
+    bad_g = distributed.nonfinite_on_any_rank(loss_g)
+    step_unless(opt.G, bad_g)
+
+    set_requires_grad([D_A, D_B], True)
+    opt.D.zero_grad(set_to_none=True)
+    pool_a, pool_b = pools
+    with autocast():
+        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(augment(real_a, t.diffaug)),
+                                             D_A(augment(pool_a.query(fakes["A"], bad_g), t.diffaug)))
+        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(augment(real_b, t.diffaug)),
+                                             D_B(augment(pool_b.query(fakes["B"], bad_g), t.diffaug)))
+    (loss_d_a + loss_d_b).backward()
+    skipped = torch.maximum(bad_g, distributed.nonfinite_on_any_rank(loss_d_a + loss_d_b))
+    step_unless(opt.D, skipped)
+    return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_nce": nce.detach(),
+            "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(), "skipped": skipped}
