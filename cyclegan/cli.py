@@ -1,4 +1,5 @@
-"""The ``cyclegan`` command: train, translate, evaluate, report, make-dataset, app, import-official, export, download.
+"""The ``cyclegan`` command: train, translate, evaluate, report, compare, make-dataset, app, import-official, export,
+download.
 
 Training flags are generated from the config dataclasses, so ``--crop-size 128`` sets
 ``TrainConfig.crop_size`` and every field can be overridden; ``--help`` lists them all. A
@@ -285,6 +286,21 @@ def _print_table(results: dict[str, dict[str, float]], group: str) -> None:
         print(f"{direction:<10}" + "".join(m.cell(r.get(m.key)) for m in columns))
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .evaluate.compare import compare_runs, comparison_lines
+
+    comparison = compare_runs(args.runs, args.select_by)
+    if args.json:
+        print(json.dumps({"pick": comparison.pick.name if comparison.pick else None, "reason": comparison.reason,
+                          "rule": comparison.rule,
+                          "runs": [{"name": s.name, "family": s.family, "preset": s.preset, "epoch": s.epoch,
+                                    "value": s.value, "noise": s.noise, "tier": s.tier, "metrics": s.flat}
+                                   for s in comparison.runs]}))
+        return 0
+    print("\n".join(comparison_lines(comparison)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .evaluate.report import run_report
     from .evaluate.timing import time_line
@@ -520,6 +536,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder made by `cyclegan train`")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="which of several runs to use: held-out tables side by side, and a pick",
+                       description="Example: cyclegan compare checkpoints/mine_cyclegan checkpoints/mine_cut. Each "
+                                   "run is shown by the epoch it chose (best/); the pick follows best/'s rule: a "
+                                   "run that translates beats one worse than its input, which beats one translating "
+                                   "nothing, then the lower held-out score; runs closer than their sampling noise "
+                                   "are a tie.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders trained on the same folders and crop size")
+    p.add_argument("--select-by", default="swd", choices=[r for r in SELECTABLE if r != "last"],
+                   help="held-out score to pick by (default swd, as best/)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("make-dataset", help="write an embedded dataset with ground truth (shapes or photos)",
                        description="Example: cyclegan make-dataset --out datasets/shapes. "

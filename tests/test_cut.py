@@ -244,6 +244,7 @@ def test_the_app_translates_with_a_cut_run_both_ways_and_shows_its_curves(cut_ru
 
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(cut_run, checkpoints / "cut")
+    shutil.copytree(cut_run, checkpoints / "cut_copy")
     (tmp_path / "datasets").mkdir()
     photo = tmp_path / "photo.png"
     Image.new("RGB", (45, 31), (30, 120, 200)).save(photo)
@@ -254,5 +255,7 @@ def test_the_app_translates_with_a_cut_run_both_ways_and_shows_its_curves(cut_ru
         assert sorted(Path(p).name for p in downloads if p.endswith(".png")) == ["photo_AtoB.png", "photo_BtoA.png"]
         assert "Translated 1 of 1" in status
         info, config, losses, _, _ = client.predict("cut", api_name="/show_run")
+        verdict = client.predict(["cut", "cut_copy"], api_name="/compare_runs")
     assert json.loads(config)["model"]["family"] == "cut"
     assert {"G", "G_adv", "nce", "D_A", "D_B"} <= {series for _, _, series in losses["data"]}
+    assert "cut / paper" in verdict and "Use cut: a tie" in verdict  # the same run twice: a tie

@@ -1,4 +1,5 @@
-"""The Runs tab: how a run trained, read from its folder (config, loss and held-out curves, sample grids)."""
+"""The Runs tab: how a run trained, read from its folder (config, loss and held-out curves, sample grids),
+and which of several runs to use (``cyclegan compare``'s table and pick)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from .. import runfolder
 from ..errors import CycleGANError
+from ..evaluate.compare import compare_runs, comparison_lines
 from ..evaluate.table import BY_KEY
 from .catalog import RunCatalog, safe_child
 from .common import describe_run, escape, open_picture, run_choices
@@ -86,6 +88,18 @@ def show_run(catalog: RunCatalog, name: str | None
     return describe_run(info), config, losses_frame(rows), metrics_frame(rows), pictures
 
 
+def compare_for_app(catalog: RunCatalog, names: list[str] | None) -> str:
+    """``cyclegan compare`` for runs chosen in the app (names inside the checkpoints folder), as markdown."""
+    if not names or len(names) < 2:
+        return "Choose two or more runs to compare."
+    try:
+        comparison = compare_runs([safe_child(catalog.root, name, "run") for name in names])
+    except CycleGANError as exc:
+        return escape(str(exc))
+    lines = comparison_lines(comparison)
+    return "```\n" + "\n".join(lines[:-2]) + "\n```\n\n**" + escape(lines[-1]) + "**"
+
+
 @dataclass
 class RunsTab:
     """The tab's component that is updated from outside it: its run list."""
@@ -110,6 +124,14 @@ def build(catalog: RunCatalog, demo: gr.Blocks) -> RunsTab:
         grids = gr.Gallery(label="Sample grids, newest first: real A, A→B, A→B→A, real B, B→A, B→A→B",
                            columns=1, format="png", object_fit="contain", height="auto")
         config = gr.Code(language="json", label="config.json")
+        with gr.Accordion("Compare runs: which one to use", open=False):
+            chosen = gr.Dropdown(every, multiselect=True, label="Runs trained on the same folders",
+                                 elem_id="compare-select")
+            compare = gr.Button("Compare")
+            verdict = gr.Markdown()
+    chosen.focus(lambda: gr.update(choices=run_choices(catalog, usable_only=False)), None, chosen, api_name=False)
+    compare.click(partial(compare_for_app, catalog), chosen, verdict, api_name="compare_runs",
+                  concurrency_limit=None)
     show = partial(show_run, catalog)
     outputs = [info, config, loss_plot, metric_plot, grids]
     run.change(show, run, outputs, api_name="show_run", concurrency_limit=None)
