@@ -190,3 +190,17 @@ def test_alone_nothing_is_wrapped_or_gathered(config):
     assert distributed.wrap(models.G_AB, torch.device("cpu")) is models.G_AB
     assert distributed.gather_to_main(5) == [5]
     assert distributed.run_on_main(lambda: 7) == 7
+
+
+def test_torchrun_trains_and_resumes_a_cut_run(tmp_path, shapes_dir):
+    """CUT under DDP: its heads are wrapped too, and its encoder passes share the generators' gradient sync."""
+    run = tmp_path / "run"
+    flags = [f for f in SMALL_FLAGS if f not in ("--pool-size", "4")]
+    first = _torchrun(["--data", str(shapes_dir), "--run-dir", str(run), "--epochs", "1", "--model", "cut", *flags],
+                      _free_port())
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = ckpt.load_state(run)
+    assert (state["epoch"], state["step"], state["world_size"]) == (1, 3, 2) and "F_AB" in state["models"]
+    again = _torchrun(["--resume", str(run), "--epochs", "2"], _free_port())
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert ckpt.load_state(run)["step"] == 6
