@@ -29,8 +29,8 @@ The steps:
    the network alone, and the whole folder pipeline on JPEGs.
 5. Resume across devices: a run saved on the CPU resumes on CUDA and one saved on CUDA resumes on the
    CPU, with and without channels_last, each for a few steps with finite losses.
-6. The Translator on the device, its ONNX export checked against it, and a CUT run once that
-   family exists.
+6. The Translator on the device, its ONNX export checked against it, for a CycleGAN and a CUT
+   generator; and three CUT training steps on the device with finite losses.
 7. torch.profiler over one fast-path step: the trace (``--out``/profile_trace.json.gz), the top 10
    kernels and the share of the step's time spent launching them.
 
@@ -392,14 +392,6 @@ def step_resume_across_devices(ctx: Context) -> Row:
 
 # --------------------------------------------------------------------------- 6. Translator, export, CUT
 
-def has_cut_family() -> bool:
-    """Whether ``cyclegan train`` takes ``--model`` (how a CUT family would be chosen)."""
-    from cyclegan.cli import build_parser
-
-    _, unknown = build_parser().parse_known_args(["train", "--model", "cut"])
-    return "--model" not in unknown
-
-
 def run_exported(path: Path, fmt: str, image: torch.Tensor) -> torch.Tensor:
     """The exported generator applied to ``image`` by its own runtime: onnxruntime, or TorchScript's."""
     if fmt == "onnx":
@@ -412,32 +404,62 @@ def run_exported(path: Path, fmt: str, image: torch.Tensor) -> torch.Tensor:
         return torch.jit.load(str(path))(image)
 
 
-def step_translator_export(ctx: Context) -> Row:
+def _export_diff(ctx: Context, family: str) -> tuple[float, float, int]:
+    """A random run of ``family``'s generator: the exported AtoB generator against the Translator on the device."""
     from cyclegan.translate.export import export_generator
     from cyclegan.translate.translator import Translator
 
     s = ctx.scale
-    run = random_run(ctx.tmp / "export_run", s.translate_model["ngf"], s.translate_model["n_blocks"])
+    run = random_run(ctx.tmp / f"export_run_{family}", s.translate_model["ngf"], s.translate_model["n_blocks"], family)
     translator = Translator.from_run(run, device=ctx.device)
     side = s.translate_size + 3  # not a multiple of 4: the padding is part of what is checked
     image = torch.rand(1, 3, side, side) * 2 - 1
     reference = translator.translate_tensor(image, "AtoB")  # on the device
-    target = ctx.tmp / ("G_AB.onnx" if s.export_format == "onnx" else "G_AB.pt")
+    target = ctx.tmp / (f"G_AB_{family}.onnx" if s.export_format == "onnx" else f"G_AB_{family}.pt")
     exported = export_generator(run, "AtoB", target, fmt=s.export_format)
     diff = (run_exported(exported, s.export_format, image) - reference).abs()
-    mean, worst = float(diff.mean()), float(diff.max())
+    return float(diff.mean()), float(diff.max()), side
+
+
+def _cut_steps(ctx: Context) -> list[float]:
+    """Three CUT training steps on the device (bf16 autocast where the device takes it): their losses."""
+    from cyclegan.config import preset, with_family
+    from cyclegan.devices import chosen_autocast
+    from cyclegan.train.cut_step import cut_train_step, step_generator
+    from cyclegan.train.pool import ImagePool
+    from cyclegan.train.step import Models, Optimizers
+
+    s = ctx.scale
+    config = preset("paper")
+    config.model.ngf, config.model.n_blocks = s.translate_model["ngf"], s.translate_model["n_blocks"]
+    config = with_family(config, "cut")
+    models = Models.build(config, ctx.device)
+    opt = Optimizers.build(models, config)
+    autocast = chosen_autocast("auto", ctx.device)
+    a, b = (torch.rand(1, 3, 64, 64, device=ctx.device) * 2 - 1 for _ in range(2))
+    return [float(cut_train_step(models, opt, (ImagePool(0), ImagePool(0)), a, b, config, autocast,
+                                 step_generator(0, i, 0))["loss_G"]) for i in range(3)]
+
+
+def step_translator_export(ctx: Context) -> Row:
+    s = ctx.scale
     runtime = "onnxruntime (CPU)" if s.export_format == "onnx" else "TorchScript (CPU)"
-    lines = [f"Translator on {ctx.device}: {side}x{side} translated; {s.export_format} export run by {runtime} "
-             f"differs from it by {mean:.1e} on average, {worst:.1e} at most (the average must be < "
-             f"{EXPORT_TOLERANCE:g}: CUDA convolutions run in TF32 by default)"]
+    lines, ok, data = [], True, {}
+    for family in ("cyclegan", "cut"):
+        mean, worst, side = _export_diff(ctx, family)
+        ok = ok and mean < EXPORT_TOLERANCE
+        data[f"{family}_mean_diff"], data[f"{family}_max_diff"] = mean, worst
+        lines.append(f"{family}: Translator on {ctx.device}: {side}x{side} translated; {s.export_format} export run "
+                     f"by {runtime} differs from it by {mean:.1e} on average, {worst:.1e} at most (the average must "
+                     f"be < {EXPORT_TOLERANCE:g}: CUDA convolutions run in TF32 by default)")
     if s.export_format != "onnx":
         lines.append("ONNX left to the full check (its exporter alone outlasts a dry run; "
                      "tests/test_translate_export.py runs it)")
-    cut = has_cut_family()
-    lines.append("CUT: `train --model` exists now: add a CUT run to this step" if cut
-                 else "CUT: skipped: no CUT family")
-    return judged(mean < EXPORT_TOLERANCE and not cut, lines, mean_diff=mean,
-                  max_diff=worst, export_format=s.export_format)
+    losses = _cut_steps(ctx)
+    finite = all(math.isfinite(v) for v in losses)
+    lines.append(f"CUT: 3 training steps on {ctx.device}, loss_G " + ", ".join(f"{v:.3f}" for v in losses)
+                 + ("" if finite else " (NaN/inf)"))
+    return judged(ok and finite, lines, export_format=s.export_format, cut_losses=losses, **data)
 
 
 # --------------------------------------------------------------------------- 7. profile

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from cyclegan.config import preset
+from cyclegan.config import preset, with_family
 from cyclegan.data.folders import find_images
 from cyclegan.data.photos import STYLES, make_photos_dataset
 from cyclegan.data.synthetic import affine_colour_fit, make_dataset
@@ -62,6 +62,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "skip_resize": {"skip": True, "upsample": "resize"},  # the first quality preset (painterly style only)
     "colour": {"colour": True, "upsample": "resize"},  # per-image colour transform + residual
     "colour_noid": {"colour": True, "upsample": "resize", "lambda_identity": 0.0},
+    # The other model families (--model; config.with_family), on the base preset's sizes and schedule
+    "cut": {"family": "cut"},
+    "fastcut": {"family": "fastcut"},
     # Every addition together (identity loss off: the skip already keeps the input)
     "all": {"skip": True, "upsample": "resize", "diffaug": "color,translation,cutout", "ema": 0.999,
             "lambda_identity": 0.0},
@@ -103,8 +106,11 @@ def train_variant(data: Path, run: Path, args: argparse.Namespace, overrides: di
     if args.n_blocks is not None:
         m.n_blocks = args.n_blocks
     per_epoch = math.ceil(len(find_images(data / "trainA")) / t.batch_size)
-    if args.iterations:
-        epochs = max(1, round(args.iterations / per_epoch))
+    overrides = dict(overrides)
+    config = with_family(config, str(overrides.pop("family", "cyclegan")))  # after n_blocks: CUT's layers fit it
+    iterations = int(overrides.pop("iterations", args.iterations))  # a variant's own budget (equal wall-clock)
+    if iterations:
+        epochs = max(1, round(iterations / per_epoch))
         t.epochs, t.epochs_decay = math.ceil(epochs / 2), epochs // 2  # the published shape: constant, then decay
     else:  # the base preset's own schedule (the demo's, for --base tiny)
         epochs = t.epochs + t.epochs_decay

@@ -42,15 +42,15 @@ def machine() -> str:
     return f"{cpu_name()}; {torch.get_num_threads()} torch threads; {gpu}; torch {torch.__version__}"
 
 
-def random_run(folder: Path, ngf: int, n_blocks: int) -> Path:
-    """A run folder with untrained generators of the given size."""
+def random_run(folder: Path, ngf: int, n_blocks: int, family: str = "cyclegan") -> Path:
+    """A run folder with untrained generators of the given size (CUT's generator for family cut)."""
     import torch
 
     from cyclegan import runfolder as ckpt
-    from cyclegan.config import Config, ModelConfig
+    from cyclegan.config import Config, ModelConfig, with_family
     from cyclegan.models.generators import build_generator
 
-    config = Config(model=ModelConfig(ngf=ngf, n_blocks=n_blocks))
+    config = with_family(Config(model=ModelConfig(ngf=ngf, n_blocks=n_blocks)), family)
     torch.manual_seed(0)
     for name in ckpt.GENERATORS:
         ckpt.save_weights(build_generator(config.model), ckpt.generator_path(folder, name), step=0)

@@ -33,7 +33,7 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path):
     assert "device cpu; torch " in table and ", CUDA " in table
     for name in STEP_NAMES:
         assert name in table
-    assert "skipped (no CUDA)" in table and "CUT: skipped: no CUT family" in table
+    assert "skipped (no CUDA)" in table and "CUT: 3 training steps on cpu, loss_G " in table
     assert "cross-device legs (cpu -> cuda, cuda -> cpu) need CUDA" in table
     assert table.rstrip().endswith("all 7 steps passed or skipped")
     rows = json.loads((out / "results.json").read_text())

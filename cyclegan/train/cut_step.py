@@ -13,11 +13,19 @@ patches per layer, temperature 0.07, no history pool. One difference of order: C
 G; here G goes first, as in our CycleGAN step, so a NaN/inf generator loss skips the whole step the
 same way in both families.
 
+Two shortcuts that leave the arithmetic CUT's: the source's encoder features, which CUT computes in a
+pass of their own, are taken from the translation's forward pass (the same input through the same
+layers), and with the identity term the x and y halves share one draw of patch positions (CUT draws
+each anew), so their two PatchNCE terms are one mean over the pair.
+
 The patch positions and the flips are drawn from a generator seeded by (seed, step, rank), so a
 resumed run draws what the uninterrupted one would have: no random state to save.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -37,18 +45,35 @@ def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 1_009 + rank)
 
 
+@contextmanager
+def captured(G: nn.Module, layers: list[int], wanted: bool) -> Iterator[list[torch.Tensor]]:
+    """While the block runs, the outputs of ``G``'s layers ``layers`` are appended to the yielded list
+    (when ``wanted``): the main forward pass then also gives PatchNCE the source's features, which
+    CUT computes in a second pass through the encoder."""
+    features: list[torch.Tensor] = []
+    net = distributed.unwrap(G)
+    handles = [net.model[i].register_forward_hook(lambda module, inputs, output: features.append(output.detach()))
+               for i in layers] if wanted else []
+    try:
+        yield features
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def nce_loss(G: nn.Module, heads: nn.Module, source: torch.Tensor, translated: torch.Tensor, flipped: bool,
-             config: Config, draws: torch.Generator) -> torch.Tensor:
+             config: Config, draws: torch.Generator, keys: list[torch.Tensor] | None = None) -> torch.Tensor:
     """PatchNCE between ``source`` and its translation, averaged over the layers and weighted by
     lambda_nce. With flip equivariance the translation was made from the flipped source: its
-    features are flipped back, so each position still faces the source patch it came from."""
+    features are flipped back, so each position still faces the source patch it came from.
+    ``keys``: the source's encoder features if already at hand (``captured``), else computed here."""
     layers, t = nce_layer_list(config.model.nce_layers), config.train
     encoder = distributed.unwrap(G)  # a second way into G's weights; the DDP forward was G(...) itself
     queries = encoder.encode(translated, layers)
     if flipped:
         queries = [torch.flip(q, [3]) for q in queries]
     with torch.no_grad():  # the loss detaches the key side (losses.patch_nce): no graph to keep for it
-        keys = encoder.encode(source, layers)
+        keys = keys if keys is not None else encoder.encode(source, layers)
         positions = sample_positions(keys, t.nce_patches, draws)
         key_vectors = heads(keys, positions)
     query_vectors = heads(queries, positions)
@@ -63,7 +88,7 @@ def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, Imag
     """One CUT update of both directions; returns detached losses and ``skipped`` as train/step.py's
     ``train_step`` does (a NaN/inf generator loss skips the whole step, a NaN/inf discriminator loss
     the discriminator update)."""
-    t = config.train
+    t, layers = config.train, nce_layer_list(config.model.nce_layers)
     D_A, D_B = models.D_A, models.D_B
     frozen = {"A": distributed.unwrap(D_A), "B": distributed.unwrap(D_B)}  # see train_step
     directions = (("B", models.G_AB, models.F_AB, real_a, real_b), ("A", models.G_BA, models.F_BA, real_b, real_a))
@@ -74,18 +99,19 @@ def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, Imag
     with autocast():
         for target, G, heads, x, y in directions:
             flipped = t.flip_equivariance and bool(torch.rand((), generator=draws) < 0.5)
-            inputs = torch.cat([x, y]) if t.nce_identity else x  # one pass for both, as CUT does
-            if flipped:
-                inputs = torch.flip(inputs, [3])
-            out = G(inputs)
+            # With the identity term, y goes through G beside x (one pass for both, as CUT does) and
+            # y's translation must keep y's patches: PatchNCE over the pair is the mean of CUT's two terms.
+            source = torch.cat([x, y]) if t.nce_identity else x
+            # The forward pass gives the source's features for free, unless it ran on the flipped source
+            # (or compiled, where hooks are not reliable): then nce_loss encodes the source itself.
+            reuse = t.lambda_nce > 0 and not flipped and not t.compile
+            with captured(G, layers, reuse) as keys:
+                out = G(torch.flip(source, [3]) if flipped else source)
             fake = out[:x.shape[0]]
             fakes[target] = fake
             adv = adv + generator_adversarial(t.gan_loss, frozen[target](augment(fake, t.diffaug)))
             if t.lambda_nce > 0:
-                loss = nce_loss(G, heads, x, fake, flipped, config, draws)
-                if t.nce_identity:  # y's translation should keep y's patches: CUT's identity term
-                    loss = 0.5 * (loss + nce_loss(G, heads, y, out[x.shape[0]:], flipped, config, draws))
-                nce = nce + loss
+                nce = nce + nce_loss(G, heads, source, out, flipped, config, draws, keys if reuse else None)
         loss_g = adv + nce
     loss_g.backward()
     bad_g = distributed.nonfinite_on_any_rank(loss_g)
