@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from .table import BY_KEY, DIRECTIONS, SELECTION_RULES, selection_noise, selection_value, untranslated, \
-    worse_than_nothing
+from .table import BY_KEY, DIRECTIONS, SELECTION_RULES, finite_number, selection_noise, selection_value, \
+    untranslated, worse_than_nothing
 
 SHOWN = ("swd", "swd_identity", "swd_sd", "change", "cycle_l1", "diversity", "checkerboard", "d_auc")
 TIER_WORDS = ("translates, no worse than its input", "worse than returning its input", "translates nothing")
@@ -42,14 +42,6 @@ class RunScore:
     data: tuple[str, ...] = ()  # what it was evaluated on: held-out folders and crop size
 
 
-def _number(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text())
@@ -69,7 +61,7 @@ def _latest_evaluation(run: Path) -> tuple[int | None, dict[str, float]]:
     if not rows:
         return None, {}
     last = rows[-1]
-    flat = {k: v for k, v in ((k, _number(v)) for k, v in last.items() if k.startswith("val_")) if v is not None}
+    flat = {k: v for k, v in ((k, finite_number(v)) for k, v in last.items() if k.startswith("val_")) if v is not None}
     return int(float(last["epoch"])), flat
 
 
@@ -82,7 +74,7 @@ def score_run(run: str | Path, rule: str) -> RunScore:
     model, train = config.get("model") or {}, config.get("train") or {}
     best = _read_json(run / "best" / "meta.json")
     if isinstance(best, dict) and isinstance(best.get("metrics"), dict):
-        epoch, flat = int(best["epoch"]), {k: v for k, v in ((k, _number(v)) for k, v in best["metrics"].items())
+        epoch, flat = int(best["epoch"]), {k: v for k, v in ((k, finite_number(v)) for k, v in best["metrics"].items())
                                            if v is not None}
     else:
         epoch, flat = _latest_evaluation(run)

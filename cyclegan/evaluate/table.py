@@ -99,7 +99,8 @@ def table_rows(group: str) -> list[Metric]:
 Flat = Mapping[str, float]  # one evaluation as metrics.csv stores it: val_{key}_{direction}, val_{key}
 
 
-def _number(value: object) -> float | None:
+def finite_number(value: object) -> float | None:
+    """``value`` as a finite float, or None (a blank CSV cell, text, NaN or inf)."""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -112,14 +113,14 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _mean_of(key: str) -> Callable[[Flat, int], float | None]:
-    return lambda flat, epoch: _mean([_number(flat.get(f"val_{key}_{d}")) for d in DIRECTIONS])
+    return lambda flat, epoch: _mean([finite_number(flat.get(f"val_{key}_{d}")) for d in DIRECTIONS])
 
 
 def _ratio_to_baseline(key: str) -> Callable[[Flat, int], float | None]:
     def value(flat: Flat, epoch: int) -> float | None:
         ratios = []
         for d in DIRECTIONS:
-            metric, baseline = _number(flat.get(f"val_{key}_{d}")), _number(flat.get(f"val_{BY_KEY[key].baseline}_{d}"))
+            metric, baseline = finite_number(flat.get(f"val_{key}_{d}")), finite_number(flat.get(f"val_{BY_KEY[key].baseline}_{d}"))
             ratios.append(metric / baseline if metric is not None and baseline else None)
         return _mean(ratios)
     return value
@@ -135,7 +136,7 @@ def _swd_noise(relative: bool) -> Callable[[Flat], float]:
     def noise(flat: Flat) -> float:
         parts = []
         for d in DIRECTIONS:
-            sd, baseline = _number(flat.get(f"val_swd_sd_{d}")), _number(flat.get(f"val_swd_identity_{d}"))
+            sd, baseline = finite_number(flat.get(f"val_swd_sd_{d}")), finite_number(flat.get(f"val_swd_identity_{d}"))
             if sd is None or (relative and not baseline):
                 return 0.0
             parts.append(sd / baseline if relative else sd)
@@ -191,7 +192,7 @@ def untranslated(flat: Flat) -> list[str]:
     """The directions that translate nothing (see NO_CHANGE), each with its numbers."""
     found = []
     for d in DIRECTIONS:
-        change, value, baseline, gap = (_number(flat.get(f"val_{k}_{d}"))
+        change, value, baseline, gap = (finite_number(flat.get(f"val_{k}_{d}"))
                                         for k in ("change", "swd", "swd_identity", "domain_gap"))
         if None in (change, value, baseline, gap):
             continue
@@ -215,7 +216,7 @@ def worse_than_nothing(flat: Flat) -> list[str]:
         for m in METRICS:
             if m.group != "heldout" or not m.baseline:
                 continue
-            value, baseline = _number(flat.get(f"val_{m.key}_{d}")), _number(flat.get(f"val_{m.baseline}_{d}"))
+            value, baseline = finite_number(flat.get(f"val_{m.key}_{d}")), finite_number(flat.get(f"val_{m.baseline}_{d}"))
             if value is None or baseline is None:
                 continue
             if (value > baseline) if m.better == "lower" else (value < baseline):

@@ -35,9 +35,9 @@ from ..devices import Autocast
 from ..models.patchnce import sample_positions
 from . import distributed
 from .augment import augment
-from .losses import discriminator_adversarial, generator_adversarial, patch_nce
+from .losses import generator_adversarial, patch_nce
 from .pool import ImagePool
-from .step import Models, Optimizers, set_requires_grad, step_unless
+from .step import Models, Optimizers, set_requires_grad, step_unless, update_discriminators
 
 
 def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -117,16 +117,7 @@ def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, Imag
     bad_g = distributed.nonfinite_on_any_rank(loss_g)
     step_unless(opt.G, bad_g)
 
-    set_requires_grad([D_A, D_B], True)
-    opt.D.zero_grad(set_to_none=True)
-    pool_a, pool_b = pools
-    with autocast():
-        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(augment(real_a, t.diffaug)),
-                                             D_A(augment(pool_a.query(fakes["A"], bad_g), t.diffaug)))
-        loss_d_b = discriminator_adversarial(t.gan_loss, D_B(augment(real_b, t.diffaug)),
-                                             D_B(augment(pool_b.query(fakes["B"], bad_g), t.diffaug)))
-    (loss_d_a + loss_d_b).backward()
-    skipped = torch.maximum(bad_g, distributed.nonfinite_on_any_rank(loss_d_a + loss_d_b))
-    step_unless(opt.D, skipped)
+    loss_d_a, loss_d_b, skipped = update_discriminators(models, opt, pools, real_a, real_b, fakes["A"], fakes["B"],
+                                                       bad_g, config, autocast)
     return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_nce": nce.detach(),
             "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(), "skipped": skipped}

@@ -167,6 +167,20 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
     bad_g = distributed.nonfinite_on_any_rank(loss_g)  # an update from a NaN/inf loss would ruin the weights
     step_unless(opt.G, bad_g)
 
+    loss_d_a, loss_d_b, skipped = update_discriminators(models, opt, pools, real_a, real_b, fake_a, fake_b, bad_g,
+                                                       config, autocast)
+    return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
+            "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(),
+            "skipped": skipped}
+
+
+def update_discriminators(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
+                          real_b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, bad_g: torch.Tensor,
+                          config: Config, autocast: Autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every family's discriminator update, after its generator update: D_A on real A against pooled
+    B->A fakes, D_B on real B against pooled A->B fakes (a skipped generator step's fakes stay out of
+    the pools). Returns both losses and ``skipped`` (1.0 when either update was skipped)."""
+    t, D_A, D_B = config.train, models.D_A, models.D_B
     set_requires_grad([D_A, D_B], True)
     opt.D.zero_grad(set_to_none=True)
     pool_a, pool_b = pools
@@ -178,9 +192,7 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
     (loss_d_a + loss_d_b).backward()
     skipped = torch.maximum(bad_g, distributed.nonfinite_on_any_rank(loss_d_a + loss_d_b))
     step_unless(opt.D, skipped)
-    return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_cycle": cyc.detach(),
-            "loss_identity": idt.detach(), "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(),
-            "skipped": skipped}
+    return loss_d_a, loss_d_b, skipped
 
 
 def prepare_for_training(models: Models, config: Config, device: torch.device, autocast: Autocast) -> Models:
