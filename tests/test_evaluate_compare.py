@@ -8,7 +8,7 @@ import pytest
 
 from cyclegan.cli import main
 from cyclegan.config import Config, preset, with_family
-from cyclegan.errors import ConfigError
+from cyclegan.errors import ConfigError, CycleGANError
 from cyclegan.evaluate.compare import compare_runs, comparison_lines
 
 
@@ -70,7 +70,7 @@ def test_runs_on_other_data_or_sizes_are_refused_and_runs_without_scores_named(t
     assert comparison.pick.name == "a" and "the only run with held-out scores" in comparison.reason
     with pytest.raises(ConfigError, match="two or more"):
         compare_runs([a])
-    with pytest.raises(ConfigError, match="not a run folder"):
+    with pytest.raises(CycleGANError, match="does not exist"):
         compare_runs([a, str(tmp_path / "nothing")])
 
 

@@ -6,18 +6,17 @@ that translates nothing ranks below one that is merely worse than returning its 
 below one that translates; within a tier the lower selection score wins (mean held-out SWD by
 default), and two runs whose scores differ by less than their sampling noise are called a tie.
 Runs evaluated on different held-out images, or at different sizes, cannot be compared: that is an
-error rather than a misleading answer.
-
-No torch here: ``cyclegan compare`` and the app's Runs tab read only JSON and CSV.
+error rather than a misleading answer. Only the run folders' config.json, best/meta.json and
+metrics.csv are read (through runfolder.py): no network is loaded.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import runfolder
 from ..errors import ConfigError
 from .table import BY_KEY, DIRECTIONS, SELECTION_RULES, finite_number, selection_noise, selection_value, \
     untranslated, worse_than_nothing
@@ -42,22 +41,9 @@ class RunScore:
     data: tuple[str, ...] = ()  # what it was evaluated on: held-out folders and crop size
 
 
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _latest_evaluation(run: Path) -> tuple[int | None, dict[str, float]]:
     """The last metrics.csv row holding held-out scores (epoch, scores)."""
-    import csv
-
-    try:
-        with (run / "metrics.csv").open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("val_swd_AtoB")]
-    except OSError:
-        return None, {}
+    rows = [r for r in runfolder.read_metrics(run) if r.get("val_swd_AtoB")]
     if not rows:
         return None, {}
     last = rows[-1]
@@ -66,22 +52,19 @@ def _latest_evaluation(run: Path) -> tuple[int | None, dict[str, float]]:
 
 
 def score_run(run: str | Path, rule: str) -> RunScore:
-    """``run``'s chosen epoch, its score under ``rule`` and its tier; ConfigError if it is not a run."""
+    """``run``'s chosen epoch, its score under ``rule`` and its tier; a CycleGANError if it is not a run."""
     run = Path(run)
-    config = _read_json(run / "config.json")
-    if not isinstance(config, dict):
-        raise ConfigError(f"{run} is not a run folder (no readable config.json); pass folders made by cyclegan train")
-    model, train = config.get("model") or {}, config.get("train") or {}
-    best = _read_json(run / "best" / "meta.json")
-    if isinstance(best, dict) and isinstance(best.get("metrics"), dict):
-        epoch, flat = int(best["epoch"]), {k: v for k, v in ((k, finite_number(v)) for k, v in best["metrics"].items())
-                                           if v is not None}
+    config = runfolder.load_config(run)
+    best = runfolder.read_best(run)
+    if best and isinstance(best.get("metrics"), dict):
+        epoch = int(best["epoch"])
+        flat = {k: v for k, v in ((k, finite_number(v)) for k, v in best["metrics"].items()) if v is not None}
     else:
         epoch, flat = _latest_evaluation(run)
-    held_out = tuple(str(Path(train.get(k) or "").resolve()) if train.get(k) else "" for k in
-                     ("test_a", "test_b", "domain_a", "domain_b"))
-    score = RunScore(run.name, str(model.get("family", "cyclegan")), str(config.get("preset", "?")), epoch, flat,
-                     data=(*held_out, str(train.get("crop_size"))))
+    t = config.train
+    held_out = tuple(str(Path(folder).resolve()) if folder else "" for folder in
+                     (t.test_a, t.test_b, t.domain_a, t.domain_b))
+    score = RunScore(run.name, config.model.family, config.preset, epoch, flat, data=(*held_out, str(t.crop_size)))
     if flat:
         score.value = selection_value(flat, rule, epoch or 0)
         score.noise = selection_noise(flat, rule)
