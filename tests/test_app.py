@@ -448,6 +448,20 @@ def test_the_train_tab_shows_the_trainers_time_estimate():
     assert "Time:" not in job_text(JobStatus("running", "Training run 'x'.", run="x"))  # nothing measured yet
 
 
+def test_the_train_tab_can_start_a_cut_run_and_names_a_bad_model(tmp_path):
+    from cyclegan.app.jobs import train_command
+    from cyclegan.cli import build_parser
+
+    command = train_command("python", tmp_path / "d", tmp_path / "r", "tiny", 2, 1, "cpu", "fastcut")
+    parsed = build_parser().parse_args(command[3:])  # the command line the job runs parses as `train`
+    assert parsed.model == "fastcut" and parsed.preset == "tiny"
+    (tmp_path / "datasets" / "shapes" / "trainA").mkdir(parents=True)
+    (tmp_path / "datasets" / "shapes" / "trainB").mkdir()
+    jobs = TrainingJobs(tmp_path / "checkpoints", tmp_path / "datasets", device="cpu", python=sys.executable)
+    with pytest.raises(ConfigError, match="unknown model 'gan'; choose one of: cyclegan, cut, fastcut"):
+        jobs.start("shapes", "run", "tiny", 1, 1, model="gan")
+
+
 def test_training_job_stops_resumably_and_resumes_to_the_end(tmp_path):
     datasets, checkpoints = tmp_path / "datasets", tmp_path / "checkpoints"
     make_dataset(datasets / "shapes", n_train=24, n_test=2, size=32)

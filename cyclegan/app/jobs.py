@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import runfolder
-from ..config import PRESETS, preset
+from ..config import FAMILIES, PRESETS, preset
 from ..errors import CheckpointError, ConfigError, CycleGANError, DataError
 from ..evaluate.timing import spent_and_left
 from .catalog import check_new_name, safe_child
@@ -40,10 +40,10 @@ class JobBusy(CycleGANError):
 
 
 def train_command(python: str, data_dir: Path, run_dir: Path, preset_name: str, epochs: int,
-                  epochs_decay: int, device: str) -> list[str]:
+                  epochs_decay: int, device: str, model: str = "cyclegan") -> list[str]:
     """The exact `cyclegan train` command line for a new run (shown to the user, too)."""
     return [python, "-m", "cyclegan", "train", "--data", str(data_dir), "--run", str(run_dir),
-            "--preset", preset_name, "--epochs", str(epochs), "--epochs-decay", str(epochs_decay),
+            "--preset", preset_name, "--model", model, "--epochs", str(epochs), "--epochs-decay", str(epochs_decay),
             "--device", device]
 
 
@@ -134,7 +134,8 @@ class TrainingJobs:
         self._job: _Job | None = None
         self._logs: Path | None = None  # made at the first job, removed on shutdown
 
-    def start(self, dataset: str, run: str, preset_name: str, epochs: int, epochs_decay: int) -> JobStatus:
+    def start(self, dataset: str, run: str, preset_name: str, epochs: int, epochs_decay: int,
+              model: str = "cyclegan") -> JobStatus:
         """Start a new run on a dataset under the datasets folder; refused while another job runs."""
         run = check_new_name(run, "run")
         data_dir = safe_child(self.datasets, dataset, "dataset")
@@ -142,12 +143,15 @@ class TrainingJobs:
             raise DataError(f"dataset {dataset!r} needs trainA/ and trainB/ folders of images in {data_dir}")
         if preset_name not in PRESETS:
             raise ConfigError(f"unknown preset {preset_name!r}; choose one of: {', '.join(PRESETS)}")
+        if model not in FAMILIES:
+            raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(FAMILIES)}")
         epochs, epochs_decay = _whole(epochs, "epochs", 1), _whole(epochs_decay, "decay epochs", 0)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         run_dir = safe_child(self.checkpoints, run, "run")
         if run_dir.exists():
             raise CheckpointError(f"run {run!r} already exists; choose another name, or resume it")
-        command = train_command(self.python, data_dir, run_dir, preset_name, epochs, epochs_decay, self.device)
+        command = train_command(self.python, data_dir, run_dir, preset_name, epochs, epochs_decay, self.device,
+                                model)
         return self._launch(run, run_dir, command)
 
     def resume(self, run: str) -> JobStatus:

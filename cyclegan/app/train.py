@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..config import PRESETS
+from ..config import FAMILIES, PRESETS
 from ..errors import ConfigError, CycleGANError
 from ..evaluate.timing import time_line
 from .catalog import NOT_KNOWN, DatasetUploadLimits, RunCatalog, list_datasets, save_uploaded_dataset
@@ -76,11 +76,12 @@ class TrainHandlers:
             message += "\n\nSkipped (not readable images):\n" + "\n".join(f"- {escape(s)}" for s in saved.skipped)
         return message, gr.update(choices=list_datasets(self.jobs.datasets), value=saved.path.name)
 
-    def start_training(self, dataset: str | None, run: str, preset_name: str, epochs: float, decay: float) -> str:
+    def start_training(self, dataset: str | None, run: str, preset_name: str, epochs: float, decay: float,
+                       model: str = "cyclegan") -> str:
         try:
             if not dataset:
                 raise ConfigError("choose a dataset first (or upload two sets of images and save them)")
-            return job_text(self.jobs.start(dataset, run, preset_name, epochs, decay))
+            return job_text(self.jobs.start(dataset, run, preset_name, epochs, decay, model))
         except CycleGANError as exc:
             raise user_error(exc) from None
 
@@ -139,6 +140,8 @@ def build(handlers: TrainHandlers, lists: RunLists, timer: gr.Timer) -> TrainTab
                                     info="tiny: CPU demo; paper: the published settings; quality: paper with a "
                                          "colour transform and no identity loss (styles that keep the layout); "
                                          "fast: one GPU")
+            model_dd = gr.Dropdown(list(FAMILIES), value="cyclegan", label="Model",
+                                   info="cut, fastcut: CUT (Park et al., 2020), both ways; docs/cut.md")
             run_name = gr.Textbox(label="Run name", placeholder="e.g. shapes_tiny", elem_id="run-name")
             n_epochs = gr.Number(epochs, precision=0, minimum=1, label="Epochs at full learning rate",
                                  elem_id="epochs")
@@ -159,7 +162,7 @@ def build(handlers: TrainHandlers, lists: RunLists, timer: gr.Timer) -> TrainTab
     save.click(handlers.save_dataset, [new_name, files_a, files_b], [saved, dataset], api_name="save_dataset",
                concurrency_limit=1)
     preset_dd.change(preset_epochs, preset_dd, [n_epochs, n_decay], api_name=False, concurrency_limit=None)
-    start.click(handlers.start_training, [dataset, run_name, preset_dd, n_epochs, n_decay], progress,
+    start.click(handlers.start_training, [dataset, run_name, preset_dd, n_epochs, n_decay, model_dd], progress,
                 api_name="start_training", concurrency_limit=1, concurrency_id="jobs")
     stop.click(handlers.stop_training, None, progress, api_name="stop_training", concurrency_limit=1,
                concurrency_id="jobs")
