@@ -43,6 +43,17 @@ def test_a_generator_with_a_global_skip_exports_to_both_formats(tmp_path):
         assert (module(x) - expected).abs().max() <= 1e-5
 
 
+def test_cuts_antialiased_generator_exports_to_onnx(tmp_path):
+    from conftest import write_random_run
+
+    run = write_random_run(tmp_path / "cut", generator="resnet_aa", family="cut", nce_layers="0,4,8,12")
+    session = ort.InferenceSession(str(export_generator(run, "BtoA", tmp_path / "g.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 37, 45) * 2 - 1
+    expected = Translator.from_run(run, device="cpu").translate_tensor(x, "BtoA")
+    assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected.numpy()).max() <= 1e-4
+
+
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 def test_torchscript_matches_pytorch(random_run, tmp_path):
     out = export_generator(random_run, "BtoA", tmp_path / "g.pt")
