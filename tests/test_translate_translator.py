@@ -165,9 +165,10 @@ def test_blend_weights_cross_fade_to_one_in_the_overlap():
     assert w_left[0] == 1 and w_right[-1] == 1  # image borders keep full weight
 
 
-@pytest.mark.parametrize("n_blocks", [1, 2])
-def test_tiles_with_shared_statistics_equal_the_whole_image_pass(n_blocks):
-    config, generators = _generators(n_blocks=n_blocks)
+@pytest.mark.parametrize("n_blocks, generator", [(1, "resnet"), (2, "resnet"), (2, "resnet_aa")])
+def test_tiles_with_shared_statistics_equal_the_whole_image_pass(n_blocks, generator):
+    """resnet_aa: CUT's generator, whose blurs widen what a pixel sees (its receptive_radius says by how much)."""
+    config, generators = _generators(n_blocks=n_blocks, generator=generator)
     translator = Translator(config, generators, torch.device("cpu"))
     net, image = generators["G_AB"], _smooth(147, 229) + 0.1 * torch.randn(3, 147, 229)
     with torch.inference_mode():
