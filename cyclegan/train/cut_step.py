@@ -62,12 +62,14 @@ def captured(G: nn.Module, layers: list[int], wanted: bool) -> Iterator[list[tor
 
 
 def nce_loss(G: nn.Module, heads: nn.Module, source: torch.Tensor, translated: torch.Tensor, flipped: bool,
-             config: Config, draws: torch.Generator, keys: list[torch.Tensor] | None = None) -> torch.Tensor:
+             layers: list[int], config: Config, draws: torch.Generator,
+             keys: list[torch.Tensor] | None = None) -> torch.Tensor:
     """PatchNCE between ``source`` and its translation, averaged over the layers and weighted by
     lambda_nce. With flip equivariance the translation was made from the flipped source: its
     features are flipped back, so each position still faces the source patch it came from.
-    ``keys``: the source's encoder features if already at hand (``captured``), else computed here."""
-    layers, t = nce_layer_list(config.model.nce_layers), config.train
+    ``keys``: the source's encoder features at ``layers`` if already at hand (``captured``), else
+    computed here."""
+    t = config.train
     encoder = distributed.unwrap(G)  # a second way into G's weights; the DDP forward was G(...) itself
     queries = encoder.encode(translated, layers)
     if flipped:
@@ -111,7 +113,8 @@ def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, Imag
             fakes[target] = fake
             adv = adv + generator_adversarial(t.gan_loss, frozen[target](augment(fake, t.diffaug)))
             if t.lambda_nce > 0:
-                nce = nce + nce_loss(G, heads, source, out, flipped, config, draws, keys if reuse else None)
+                nce = nce + nce_loss(G, heads, source, out, flipped, layers, config, draws,
+                                     keys if reuse else None)
         loss_g = adv + nce
     loss_g.backward()
     bad_g = distributed.nonfinite_on_any_rank(loss_g)
