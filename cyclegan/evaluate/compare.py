@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import runfolder
 from ..errors import ConfigError
 from .table import BY_KEY, DIRECTIONS, SELECTION_RULES, finite_number, selection_noise, selection_value, \
-    untranslated, worse_than_nothing
+    tier, untranslated, worse_than_nothing
 
 SHOWN = ("swd", "swd_identity", "swd_sd", "change", "cycle_l1", "diversity", "checkerboard", "d_auc")
 TIER_WORDS = ("translates, no worse than its input", "worse than returning its input", "translates nothing")
@@ -69,7 +69,7 @@ def score_run(run: str | Path, rule: str) -> RunScore:
         score.value = selection_value(flat, rule, epoch or 0)
         score.noise = selection_noise(flat, rule)
         idle, worse = untranslated(flat), worse_than_nothing(flat)
-        score.tier = 2 if idle else 1 if worse else 0
+        score.tier = tier(worse, idle)
         score.problems = idle or worse
     return score
 

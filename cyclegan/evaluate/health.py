@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .table import flatten, selection_noise, untranslated, worse_than_nothing
+from .table import flatten, selection_noise, tier, untranslated, worse_than_nothing
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,9 @@ class TrainingMonitor:
         flat = flatten(results)
         worse, idle = worse_than_nothing(flat), untranslated(flat)
         noise = selection_noise(flat, self.select_by)
-        improved = value is not None and math.isfinite(value) and self._better(value, noise, _tier(worse, idle))
+        improved = value is not None and math.isfinite(value) and self._better(value, noise, tier(worse, idle))
         if improved:
-            new_tier = self.best is None or _tier(worse, idle) != _tier(self.best_worse, self.best_untranslated)
+            new_tier = self.best is None or tier(worse, idle) != tier(self.best_worse, self.best_untranslated)
             if new_tier or value < self.lowest["value"]:
                 self.lowest = {"value": value, "noise": noise}
             self.best = {"epoch": epoch, "step": step, "value": value}
@@ -131,17 +131,17 @@ class TrainingMonitor:
         stop = self.patience > 0 and self.since_best >= self.patience
         return Verdict(value, improved, stop)
 
-    def _better(self, value: float, noise: float, tier: int) -> bool:
-        """Whether an evaluation replaces the best: a lower tier wins (``_tier``: an epoch that
+    def _better(self, value: float, noise: float, level: int) -> bool:
+        """Whether an evaluation replaces the best: a lower tier (``level``, table.tier) wins: an epoch that
         translates and is no worse than doing nothing, then one worse than doing nothing, then one
-        that translates nothing); within a tier, a lower value wins, and so does a later epoch whose
+        that translates nothing; within a tier, a lower value wins, and so does a later epoch whose
         value is within the sampling noise of the lowest (a tie: held-out scores that close cannot
         tell the epochs apart, and training has gone on since)."""
         if self.best is None:
             return True
-        best_tier = _tier(self.best_worse, self.best_untranslated)
-        if tier != best_tier:
-            return tier < best_tier
+        best_level = tier(self.best_worse, self.best_untranslated)
+        if level != best_level:
+            return level < best_level
         lowest = self.lowest or {"value": self.best["value"], "noise": 0.0}
         return value < lowest["value"] or value - lowest["value"] < math.hypot(noise, lowest["noise"])
 
@@ -235,13 +235,6 @@ class TrainingMonitor:
             f"({self.best['value']:.4g} at epoch {self.best['epoch']}) for {self.since_best} evaluations "
             f"(now {value:.4g}). Try: use the best weights (translate --best), stop here, or set --patience "
             "to stop automatically.")
-
-
-def _tier(worse: list[str], untranslated: list[str]) -> int:
-    """0: translates, no worse than doing nothing; 1: worse than doing nothing in some direction, but
-    changing its input (on styles a held-out SWD cannot see, such as film grain, that can still be
-    the best epoch by the truth); 2: translating nothing in some direction, the user's worst case."""
-    return 2 if untranslated else 1 if worse else 0
 
 
 _NO_TRANSLATION_TRY = (

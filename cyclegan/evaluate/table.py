@@ -224,6 +224,13 @@ def worse_than_nothing(flat: Flat) -> list[str]:
     return worse
 
 
+def tier(worse: list[str], untranslated: list[str]) -> int:
+    """0: translates, no worse than doing nothing; 1: worse than doing nothing in some direction, but
+    changing its input (on styles a held-out SWD cannot see, such as film grain, that can still be
+    the best epoch by the truth); 2: translating nothing in some direction, the user's worst case."""
+    return 2 if untranslated else 1 if worse else 0
+
+
 def flatten(results: dict[str, dict[str, float]], prefix: str = "val_") -> dict[str, float]:
     """``{"AtoB": {"swd": x}}`` -> ``{"val_swd_AtoB": x}``, plus each selection rule's score over
     both directions as ``val_swd``, ``val_swd_ratio``... (the form metrics.csv and the plots use)."""
