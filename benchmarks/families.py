@@ -13,7 +13,7 @@ picks the truly better run.
    are shared with it, and reused), scored on the test split against the ground truth: PSNR and L1
    (last epoch), held-out SWD. At equal iterations, and at equal wall-clock: each model gets the
    iterations `paper` does in its time, by the speed ratios of step 1 (measured at the training size).
-3. **compare**: for every style, seed and pair of models (equal iterations), ``compare_runs`` picks
+3. **compare**: for every style, seed, budget and pair of models, ``compare_runs`` picks
    one from held-out scores alone; counted right when it is the one with the lower ground-truth L1
    of the generators it would hand over (best/), among pairs whose L1 differs by more than the seeds' spread.
 """
@@ -41,6 +41,7 @@ from cyclegan.config import preset, with_family  # noqa: E402
 from cyclegan.evaluate.compare import compare_runs  # noqa: E402
 
 MODELS = {"paper": "base", "quality": "quality", "cut": "cut", "fastcut": "fastcut"}  # -> quality.py variants
+BUDGETS = ("equal iterations", "equal time")
 
 
 def model_config(name: str, size: int, ngf: int, n_blocks: int):
@@ -133,7 +134,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="speed measurements per model, alternated")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--speed-only", action="store_true", help="only step 1")
-    parser.add_argument("--no-equal-time", action="store_true", help="skip the equal wall-clock runs")
+    parser.add_argument("--budgets", nargs="+", choices=BUDGETS, default=list(BUDGETS),
+                        help="train at equal iterations, at equal wall-clock, or both")
     parser.add_argument("--out", type=Path, default=Path("/tmp/quality"))
     args = parser.parse_args()
     if args.time_one:
@@ -165,10 +167,10 @@ def main() -> int:
     for style in styles:
         data = quality.dataset("photos", args.out, args.size, style)
         for name, seed in itertools.product(args.models, args.seeds):
-            budgets = {"equal iterations": args.iterations}
             equal_time = round(args.iterations * speed["paper"]["seconds"] / speed[name]["seconds"])
-            if not args.no_equal_time and abs(equal_time - args.iterations) > 0.05 * args.iterations:
-                budgets["equal time"] = equal_time  # within 5%: the equal-iteration run stands for it
+            if abs(equal_time - args.iterations) <= 0.05 * args.iterations:
+                equal_time = args.iterations  # within 5%: one run stands for both budgets
+            budgets = {b: n for b, n in zip(BUDGETS, (args.iterations, equal_time)) if b in args.budgets}
             for budget, iterations in budgets.items():
                 variant = MODELS[name] + ("" if iterations == args.iterations else f"_it{iterations}")
                 overrides = {**quality.VARIANTS[MODELS[name]], "iterations": iterations}
@@ -179,8 +181,6 @@ def main() -> int:
                 print(f"{style} {name} {budget} ({iterations} it) seed {seed}: " + "; ".join(
                     f"{d} PSNR {v['psnr']:.2f} L1 {v['l1']:.4f} SWD {v['swd']:.1f}" for d, v in last.items()),
                     flush=True)
-            if "equal time" not in budgets and not args.no_equal_time:
-                rows[(style, name, "equal time")] = rows[(style, name, "equal iterations")]
     print_tables(rows, styles, args.models)
     print_compare_accuracy(rows, styles, args.models, args.seeds)
     return 0
@@ -213,22 +213,26 @@ def print_tables(rows: dict, styles: list[str], models: list[str]) -> None:
 
 
 def print_compare_accuracy(rows: dict, styles: list[str], models: list[str], seeds: list[int]) -> None:
-    """How often compare's pick (held-out scores only) has the lower ground-truth L1 (of best/)."""
+    """How often compare's pick (held-out scores only) has the lower ground-truth L1 (of best/), over
+    every pair of runs on the same style and seed within one budget (a pair shared by both budgets,
+    such as paper and quality, counts once)."""
     right = counted = ties = 0
-    for style in styles:
+    seen: set[tuple[str, str]] = set()
+
+    def truth(r: dict) -> float:
+        return statistics.fmean(r["best"][d]["l1"] for d in ("AtoB", "BtoA"))
+
+    for style, budget in itertools.product(styles, BUDGETS):
         for x, y in itertools.combinations(models, 2):
-            rx, ry = rows.get((style, x, "equal iterations")), rows.get((style, y, "equal iterations"))
+            rx, ry = rows.get((style, x, budget)), rows.get((style, y, budget))
             if not rx or not ry:
                 continue
-
-            def truth(r: dict) -> float:
-                return statistics.fmean(r["best"][d]["l1"] for d in ("AtoB", "BtoA"))
-
             spread = max((statistics.stdev([truth(r) for r in runs.values()]) if len(runs) > 1 else 0.0)
                          for runs in (rx, ry))
             for seed in seeds:
-                if seed not in rx or seed not in ry:
+                if seed not in rx or seed not in ry or (rx[seed]["run"].name, ry[seed]["run"].name) in seen:
                     continue
+                seen.add((rx[seed]["run"].name, ry[seed]["run"].name))
                 lx, ly = truth(rx[seed]), truth(ry[seed])
                 if abs(lx - ly) <= spread:
                     continue
@@ -237,8 +241,9 @@ def print_compare_accuracy(rows: dict, styles: list[str], models: list[str], see
                 counted += 1
                 right += comparison.pick is not None and comparison.pick.name == truly
                 ties += "a tie" in comparison.reason
-                print(f"compare {style} {x} vs {y} seed {seed}: picks {comparison.pick.name if comparison.pick else '-'}"
-                      f" ({'right' if comparison.pick and comparison.pick.name == truly else 'wrong'}; truth L1 "
+                print(f"compare {style} {budget} {x} vs {y} seed {seed}: picks "
+                      f"{comparison.pick.name if comparison.pick else '-'} "
+                      f"({'right' if comparison.pick and comparison.pick.name == truly else 'wrong'}; truth L1 "
                       f"{lx:.4f} vs {ly:.4f}){' [tie]' if 'a tie' in comparison.reason else ''}")
     if counted:
         print(f"\ncompare picked the truly better run in {right} of {counted} pairs ({right / counted:.0%}) that differ "
