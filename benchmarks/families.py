@@ -8,7 +8,8 @@ picks the truly better run.
 1. **Speed**, one fresh process per model and round, the models alternated over ``--rounds``: seconds
    per training iteration (both directions, batch 1) after a warm-up, and the process's peak memory
    (RSS on the CPU; peak allocated on CUDA). The same networks for all (the published ResNet and
-   PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased ResNet).
+   PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased ResNet). CUT and FastCUT are also
+   timed one way (``--one-way``: A->B alone), the way CUT's paper times them.
 2. **Quality**: every model trained on every style and seed with benchmarks/quality.py's runner (runs
    are shared with it, and reused), scored on the test split against the ground truth: PSNR and L1
    (last epoch), held-out SWD. At equal iterations, and at equal wall-clock: each model gets the
@@ -44,14 +45,19 @@ MODELS = {"paper": "base", "quality": "quality", "cut": "cut", "fastcut": "fastc
 BUDGETS = ("equal iterations", "equal time")
 
 
+ONE_WAY = ("cut_one_way", "fastcut_one_way")  # timed only: their quality has one direction to score
+
+
 def model_config(name: str, size: int, ngf: int, n_blocks: int):
     """The config a model trains with at this size (as quality.py's runner builds it)."""
+    family = name.removesuffix("_one_way")
     config = with_family(preset("quality" if name == "quality" else "paper"),
-                         name if name in ("cut", "fastcut") else "cyclegan")
+                         family if family in ("cut", "fastcut") else "cyclegan")
     config.model.ngf = config.model.ndf = ngf
     config.model.n_blocks = n_blocks
-    if name in ("cut", "fastcut"):
-        config = with_family(config, name)  # the PatchNCE layers fitted to these blocks
+    config.model.one_way = name in ONE_WAY
+    if family in ("cut", "fastcut"):
+        config = with_family(config, family)  # the PatchNCE layers fitted to these blocks
     config.train.crop_size, config.train.batch_size = size, 1
     return config
 
@@ -115,6 +121,19 @@ def print_speed(speed: dict[str, dict[str, float]], size: int, ngf: int, n_block
         print(f"{name:<10}{row['seconds']:>13.3f}{row['seconds'] / base:>9.2f}{row['peak_mb']:>10.0f}")
 
 
+def scores(run: Path, data: Path) -> tuple[dict, dict]:
+    """The last epoch's and best/'s scores against the truth, kept in the run folder (scores.json): a
+    finished run never changes, and scoring one takes about a minute on 2 cores, so the summary of a
+    whole suite reads them back instead of scoring again."""
+    cache = run / "scores.json"
+    if cache.exists():
+        kept = json.loads(cache.read_text())
+        return kept["last"], kept["best"]
+    last, best = quality.score(run, data, best=False), quality.score(run, data, best=True)
+    cache.write_text(json.dumps({"last": last, "best": best}))
+    return last, best
+
+
 def mean_sd(values: list[float]) -> str:
     return quality.spread(values)
 
@@ -148,6 +167,7 @@ def main() -> int:
     # styles, more seeds) reuse the same budgets, and with them the same runs. Delete it to re-measure.
     cache = args.out / f"speed-{args.device}-{args.size}px-ngf{args.ngf}-b{args.n_blocks}.json"
     models = args.models if "paper" in args.models else ["paper", *args.models]
+    models += [f"{name}_one_way" for name in ("cut", "fastcut") if name in args.models]  # --one-way's speed
     if cache.exists() and not args.speed_only:
         speed = json.loads(cache.read_text())
         print(f"speed as measured earlier ({cache}; delete it to measure again)")
@@ -176,7 +196,7 @@ def main() -> int:
                 overrides = {**quality.VARIANTS[MODELS[name]], "iterations": iterations}
                 run = args.out / "runs" / f"{data.name}{label}-{variant}-seed{seed}"
                 quality.train_variant(data, run, runner, overrides, seed)
-                last, chosen = quality.score(run, data, best=False), quality.score(run, data, best=True)
+                last, chosen = scores(run, data)
                 rows.setdefault((style, name, budget), {})[seed] = {"run": run, "last": last, "best": chosen}
                 print(f"{style} {name} {budget} ({iterations} it) seed {seed}: " + "; ".join(
                     f"{d} PSNR {v['psnr']:.2f} L1 {v['l1']:.4f} SWD {v['swd']:.1f}" for d, v in last.items()),
@@ -188,7 +208,8 @@ def main() -> int:
 
 def print_tables(rows: dict, styles: list[str], models: list[str]) -> None:
     for budget in ("equal iterations", "equal time"):
-        print(f"\n== {budget}: PSNR A->B / B->A (dB), L1 A->B / B->A, held-out SWD mean; mean ± sd over seeds")
+        print(f"\n== {budget}: PSNR A->B / B->A (dB), L1 A->B / B->A, held-out SWD mean; mean ± sd over seeds; "
+              "training seconds (mean)")
         gains = []
         for style in styles:
             best_psnr, paper_psnr = None, None
@@ -204,7 +225,11 @@ def print_tables(rows: dict, styles: list[str], models: list[str]) -> None:
                                         for s in seeds.values())
                 paper_psnr = psnr if name == "paper" else paper_psnr
                 best_psnr = psnr if best_psnr is None else max(best_psnr, psnr)
-                print(f"{style:<10}{name:<9}{cells[0]:>14} / {cells[1]:<14}{cells[2]:>16} / {cells[3]:<16} SWD {swd}")
+                # The wall-clock each actually trained: budgets are whole epochs, so "equal time" is near, not exact
+                seconds = statistics.fmean(json.loads((r["run"] / "bench.json").read_text())["seconds"]
+                                           for r in seeds.values())
+                print(f"{style:<10}{name:<9}{cells[0]:>14} / {cells[1]:<14}{cells[2]:>16} / {cells[3]:<16} SWD {swd}"
+                      f"  trained {seconds:.0f} s")
             if best_psnr is not None and paper_psnr is not None:
                 gains.append(best_psnr - paper_psnr)
         if gains:
