@@ -23,7 +23,7 @@ from typing import Any, Sequence
 from .app.settings import add_app_arguments
 from .config import AMP_MODES, FAMILIES, PRESETS, Config, ModelConfig, TrainConfig, cut_nce_layers, preset, with_family
 from .errors import ConfigError, CycleGANError, DiskFullError, TrainingInterrupted
-from .evaluate.table import BY_KEY, SELECTABLE, table_rows
+from .evaluate.table import BY_KEY, DIRECTIONS, SELECTABLE, measured_directions, table_rows
 
 log = logging.getLogger("cyclegan")
 FAILURES_FILE = "translate_failures.txt"  # written to the output folder: one "path<TAB>reason" line per failed input
@@ -77,6 +77,7 @@ _FIELD_HELP = {
     "spectral_norm": "spectral norm on the discriminators' convs, in place of their instance norms",
     "nce_layers": "CUT/FastCUT: the generator encoder layers whose features PatchNCE compares",
     "nce_width": "CUT/FastCUT: units of each PatchNCE head",
+    "one_way": "CUT/FastCUT: train A->B only (about half the time); the run then cannot translate B->A",
     "lambda_nce": "CUT/FastCUT: PatchNCE weight (set by --model: cut 1, fastcut 10)",
     "nce_identity": "CUT/FastCUT: also PatchNCE on target-domain images (set by --model: cut on, fastcut off)",
     "nce_patches": "CUT/FastCUT: positions sampled per layer and image",
@@ -252,7 +253,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate.heldout import evaluate_run
-    from .translate.translator import Translator
+    from .translate.translator import Translator, missing_direction_hint
 
     translator = Translator.from_run(args.run, device=args.device, best=args.best, epoch=args.epoch)
     # discriminators are kept for the latest epoch only: a best or kept epoch is scored without them
@@ -263,6 +264,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(results))
         return 0
     print(f"held-out images: {source}")
+    for missing in (d for d in DIRECTIONS if d not in results):  # a one-way run, a one-direction import
+        print(f"{missing}: not measured: {args.run} has no generator for it"
+              f"{missing_direction_hint(translator.config, args.run, missing)}")
     _print_table(results, "heldout")
     print("SWD: sliced Wasserstein distance of translated to real target patches (x1e3, lower is better); SWD input: "
           "the same for the input unchanged, the baseline to beat. G(target) L1: the identity-mapping error, a generator "
@@ -322,9 +326,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     ]
     latest = report["latest"]
     if latest:
-        for direction in ("AtoB", "BtoA"):
-            rows.append((f"latest {direction}", f"epoch {report['latest_epoch']}: "
-                         + _latest_line(latest, direction)))
+        for direction in DIRECTIONS:
+            rows.append((f"latest {direction}", f"epoch {report['latest_epoch']}: " + _latest_line(latest, direction)
+                         if direction in measured_directions(latest) else "not trained (--one-way: A->B only)"))
     rows.append(("skipped steps", f"{report['skipped_steps']} (NaN/inf losses)"))
     if report["kept_epochs"]:
         rows.append(("kept epochs", ", ".join(map(str, report["kept_epochs"])) + " (use with translate --epoch K)"))
@@ -346,7 +350,7 @@ def _latest_line(latest: dict[str, float], direction: str) -> str:
         return f"{latest.get(f'val_{key}_{direction}', float('nan')):{BY_KEY[key].fmt}}"
 
     parts = []
-    for key in _REPORTED:
+    for key in (k for k in _REPORTED if f"val_{k}_{direction}" in latest):  # a one-way run has no cycle L1
         metric = BY_KEY[key]
         baseline = f" (input unchanged {shown(metric.baseline)})" if metric.baseline else ""
         parts.append(f"{metric.label} {shown(key)}{baseline}")

@@ -58,6 +58,10 @@ class ModelConfig:
     family: str = "cyclegan"
     nce_layers: str = "0,4,8,12,16"  # CUT: the encoder layers whose features PatchNCE compares
     nce_width: int = 256  # CUT: units of each layer's PatchNCE MLP head
+    # CUT and FastCUT only: train A->B alone (G_AB, D_B, F_AB), about half the time of both ways. The
+    # run folder then holds no B->A generator, like a one-direction official import, and every place
+    # that offers B->A says so. CycleGAN cannot: its cycle loss needs both generators.
+    one_way: bool = False
 
 
 @dataclass
@@ -323,6 +327,11 @@ def validate(config: Config) -> None:
         (t.patience >= 0, f"patience must be 0 (off) or more, got {t.patience}"),
         (t.keep_epochs >= -1, f"keep_epochs must be -1 (all), 0 (none) or a number of epochs, got {t.keep_epochs}"),
         (m.family in FAMILIES, f"family must be one of {FAMILIES}, got {m.family!r}"),
+        (not m.one_way or m.family != "cyclegan",
+         "one_way trains a CUT or FastCUT model A->B only; CycleGAN's cycle loss needs both generators: "
+         "add --model cut (or fastcut), or drop --one-way"),
+        (not (m.one_way and t.select_by == "cycle_l1"),
+         "select_by cycle_l1 needs the way back, which a one-way run does not train; choose swd or swd_ratio"),
         (m.generator != "resnet_aa" or m.upsample == "transpose",
          "the anti-aliased generator (resnet_aa, CUT's) upsamples through its own blur; drop --upsample resize"),
         (m.nce_width >= 1 and t.nce_patches >= 1, f"nce_width and nce_patches must be 1 or more, got {m.nce_width} "

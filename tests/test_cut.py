@@ -121,11 +121,13 @@ def test_config_json_names_the_family_and_old_run_folders_load_as_cyclegan(tmp_p
     ({"nce_layers": "8,4"}, "ascending layer numbers"),
     ({"upsample": "resize"}, "drop --upsample resize"),
     ({"family": "gan"}, "family must be one of"),
+    ({"family": "cyclegan", "generator": "resnet", "one_way": True}, "cycle loss needs both generators"),
+    ({"one_way": True, "select_by": "cycle_l1"}, "one-way run does not train"),
 ])
 def test_bad_cut_settings_are_one_clear_error(change, message):
     config = with_family(preset("paper"), "cut")
     for name, value in change.items():
-        setattr(config.model, name, value)
+        setattr(config.model if hasattr(config.model, name) else config.train, name, value)
     with pytest.raises(ConfigError, match=message):
         validate(config)
 
@@ -169,6 +171,24 @@ def test_a_cut_step_trains_generators_heads_and_discriminators_and_lowers_patchn
     for name, net in models.named().items():
         assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), before[name])), f"{name} did not learn"
     assert float(losses[-1]["loss_nce"]) < float(losses[0]["loss_nce"])
+
+
+def test_a_one_way_step_trains_a_to_b_alone():
+    """--one-way: G_AB, its heads and D_B, nothing for B->A (no networks, no D_A loss)."""
+    config = cut_config(Path("unused"), "cut")
+    config.model.one_way = True
+    torch.manual_seed(0)
+    models = Models.build(config, torch.device("cpu"))
+    assert set(models.named()) == {"G_AB", "D_B", "F_AB"} and models.G_BA is None and models.D_A is None
+    opt = Optimizers.build(models, config)
+    before = {name: [p.detach().clone() for p in net.parameters()] for name, net in models.named().items()}
+    a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    autocast = chosen_autocast("off", torch.device("cpu"))
+    losses = [cut_train_step(models, opt, (ImagePool(0), ImagePool(0)), a, b, config, autocast,
+                             step_generator(0, i, 0)) for i in range(3)]
+    assert set(losses[0]) == {"loss_G", "loss_G_adv", "loss_nce", "loss_D_B", "skipped"}
+    for name, net in models.named().items():
+        assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), before[name])), f"{name} did not learn"
 
 
 # ------------------------------------------------------------------------- a CUT run end to end
@@ -220,6 +240,64 @@ def test_a_cut_run_translates_both_ways_exports_and_is_refused_a_resume_with_ano
         assert (module(x) - expected).abs().max() <= 1e-5
     assert main(["-q", "train", "--resume", str(cut_run), "--model", "cyclegan"]) == 1
     assert "drop --run, --preset and --model" in capsys.readouterr().err
+
+
+def test_a_one_way_run_resumes_exactly_and_says_in_one_line_wherever_b_to_a_is_asked_for(tmp_path, shapes_dir,
+                                                                                           capsys):
+    """A one-way run (A->B alone) resumes exactly, keeps best/ by its A->B scores, and every place that
+    offers B->A (translate, export, evaluate, report) says why it is not there instead of failing."""
+    one_way = cut_config(shapes_dir, "cut")
+    one_way.model.one_way = True
+    straight = train(one_way, tmp_path / "straight")
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train(one_way, tmp_path / "run", should_stop=lambda step: step == 5)
+    run = train(ckpt.load_config(tmp_path / "run"), tmp_path / "run", resume=True)
+    files = {p.name for p in run.glob("*.safetensors")}
+    assert files == {"G_AB.safetensors", "D_B.safetensors", "F_AB.safetensors"}
+    for name in files:
+        a, b = ckpt.read_weights(straight / name), ckpt.read_weights(run / name)
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, name
+    assert {p.name for p in (run / "best").glob("*.safetensors")} == {"G_AB.safetensors"}
+    assert ckpt.read_best(run)["value"] > 0  # chosen by A->B's SWD alone
+    rows = [r for r in ckpt.read_metrics(run) if r.get("val_swd_AtoB")]
+    assert rows and not any(r.get("val_swd_BtoA") for r in rows) and not any(r.get("loss_D_A") for r in ckpt.read_metrics(run))
+
+    out = tmp_path / "out"
+    assert main(["-q", "translate", "--run", str(run), "--direction", "AtoB", "--best",
+                 "--input", str(shapes_dir / "testA"), "--output", str(out)]) == 0
+    assert len(list(out.glob("*.png"))) == 4
+    capsys.readouterr()
+    for command in (["translate", "--run", str(run), "--direction", "BtoA", "--input", str(shapes_dir / "testB"),
+                     "--output", str(tmp_path / "back")],
+                    ["export", "--run", str(run), "--direction", "BtoA", "--out", str(tmp_path / "g.pt")]):
+        assert main(["-q", *command]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot translate BtoA" in err and "--one-way" in err
+    assert not (tmp_path / "back").exists() and not (tmp_path / "g.pt").exists()
+    assert main(["-q", "evaluate", "--run", str(run), "--data", str(shapes_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "BtoA: not measured" in printed and "--one-way" in printed and "\nAtoB " in printed
+    assert main(["-q", "report", "--run", str(run)]) == 0
+    assert "not trained (--one-way: A->B only)" in capsys.readouterr().out
+
+    # The app's Translate tab: "both" (and the way back) make what the run has, and one line says why not the rest
+    from cyclegan.app.catalog import RunCatalog
+    from cyclegan.app.translate import ModelCache, TranslateHandlers, UploadLimits
+
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copytree(run, tmp_path / "checkpoints" / "zebra")
+    (tmp_path / "work").mkdir()
+    handlers = TranslateHandlers(RunCatalog(tmp_path / "checkpoints"),
+                                 ModelCache(1, lambda path, weights: Translator.from_run(path, device="cpu")),
+                                 UploadLimits(2**20, 10**6, 64), tmp_path / "work")
+    assert "AtoB only" in handlers.catalog.get("zebra").label
+    photo = sorted((shapes_dir / "testA").iterdir())[0]
+    for direction, cycle in (("both", False), ("AtoB", True)):
+        _, downloads, status = handlers.translate("zebra", "latest", [str(photo)], direction, cycle)
+        assert [Path(d).name for d in downloads] == [f"{photo.stem}_AtoB.png"]
+        assert status.count("not made") == 1 and "--one-way" in status
+    with pytest.raises(Exception, match="cannot translate BtoA.*--one-way"):
+        handlers.translate("zebra", "latest", [str(photo)], "BtoA", False)
 
 
 def test_official_cut_weights_import_as_a_cut_generator(tmp_path):

@@ -60,6 +60,21 @@ def test_a_run_that_translates_nothing_loses_to_one_that_is_merely_worse_than_it
     assert "idle" in comparison_lines(comparison)[-3]  # the state row
 
 
+def test_a_one_way_run_is_compared_on_the_direction_every_run_trained(tmp_path):
+    """A one-way CUT run has A->B scores alone: the two-way runs are judged on A->B too, not on a mean
+    over both that includes a direction the other never trained."""
+    two_way = held_out(200.0)
+    two_way |= {"val_swd_BtoA": 60.0}  # B->A far better: a mean over both would pick this run
+    one_way = {k: v for k, v in held_out(150.0).items() if not k.endswith("_BtoA")}
+    a = make_run(tmp_path, "both_ways", two_way)
+    b = make_run(tmp_path, "one_way", one_way, family="cut")
+    comparison = compare_runs([a, b])
+    assert comparison.pick.name == "one_way" and "AtoB only" in comparison.reason
+    assert comparison.runs[0].value == 200.0
+    assert any(line.startswith("SWD BtoA") and line.split()[-1] == "-" for line in comparison_lines(comparison))
+    assert compare_runs([a, a]).runs[0].value == 130.0  # two two-way runs: both directions, as before
+
+
 def test_runs_on_other_data_or_sizes_are_refused_and_runs_without_scores_named(tmp_path):
     a = make_run(tmp_path, "a", held_out(200.0))
     other = make_run(tmp_path, "other", held_out(150.0), crop=128)

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .. import runfolder
 from ..errors import CheckpointError, ConfigError, CycleGANError, DataError
 from ..images import has_alpha, to_rgb
-from ..translate.translator import DEFAULT_MAX_PIXELS, Translator
+from ..translate.translator import DEFAULT_MAX_PIXELS, Translator, missing_direction_hint
 from ..translate.video import translate_video
 from ..video import OUTPUT_SUFFIX, is_video, probe
 from .catalog import RunCatalog, hide_server_paths
@@ -363,10 +363,23 @@ class TranslateHandlers:
             raise CheckpointError(f"run {run!r} keeps no generators of epoch {epoch}; choose one the Weights menu "
                                   "offers (train with --keep-epochs to keep more)")
         translator = self.models.get(info.path, weights)
+        # A run with one direction (--one-way, a one-direction import) translates what it has and says,
+        # in one line, why the rest is not there.
+        absent = [d for d in directions if d not in translator.directions]
+        directions = [d for d in directions if d in translator.directions]
+        if not directions:
+            translator.generator(absent[0])  # raises the CheckpointError that says why
+        no_way_back = bool(cycle) and _OPPOSITE[directions[0]] not in translator.directions
+        cycle = bool(cycle) and not no_way_back
         sweep_old(self.work)
         out_dir = Path(tempfile.mkdtemp(prefix="request-", dir=self.work))
         files = [str(f) for f in files]
-        batch = translate_uploads(translator, files, directions, bool(cycle), self.limits, out_dir, bool(full_size))
+        batch = translate_uploads(translator, files, directions, cycle, self.limits, out_dir, bool(full_size))
+        if absent or no_way_back:
+            missing = absent[0] if absent else _OPPOSITE[directions[0]]
+            what = missing if absent else f"the way back ({missing})"
+            batch.notes.insert(0, f"{what}: not made: {run!r} has no {missing} generator"
+                                  f"{missing_direction_hint(translator.config, run, missing)}")
         if not batch.downloads:
             raise DataError("; ".join(batch.failures) or "nothing was translated")
         size_rule = (f"at full size (those over {TILED_ABOVE} in tiles)" if full_size else

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from .. import runfolder
 from ..errors import ConfigError
-from .table import BY_KEY, DIRECTIONS, SELECTION_RULES, finite_number, selection_noise, selection_value, \
-    tier, untranslated, worse_than_nothing
+from .table import BY_KEY, DIRECTIONS, SELECTION_RULES, finite_number, measured_directions, selection_noise, \
+    selection_value, tier, untranslated, worse_than_nothing
 
 SHOWN = ("swd", "swd_identity", "swd_sd", "change", "cycle_l1", "diversity", "checkerboard", "d_auc")
 TIER_WORDS = ("translates, no worse than its input", "worse than returning its input", "translates nothing")
@@ -65,13 +65,22 @@ def score_run(run: str | Path, rule: str) -> RunScore:
     held_out = tuple(str(Path(folder).resolve()) if folder else "" for folder in
                      (t.test_a, t.test_b, t.domain_a, t.domain_b))
     score = RunScore(run.name, config.model.family, config.preset, epoch, flat, data=(*held_out, str(t.crop_size)))
+    judge(score, rule, DIRECTIONS)
+    return score
+
+
+def judge(score: RunScore, rule: str, directions: tuple[str, ...]) -> None:
+    """Set ``score``'s value, noise and tier from its scores in ``directions`` alone (both, or A->B
+    when a one-way run is among those compared: a mean over two directions against one over one
+    would compare different things)."""
+    others = tuple(d for d in DIRECTIONS if d not in directions)
+    flat = {k: v for k, v in score.flat.items() if not k.endswith(tuple(f"_{d}" for d in others))}
     if flat:
-        score.value = selection_value(flat, rule, epoch or 0)
+        score.value = selection_value(flat, rule, score.epoch or 0)
         score.noise = selection_noise(flat, rule)
         idle, worse = untranslated(flat), worse_than_nothing(flat)
         score.tier = tier(worse, idle)
         score.problems = idle or worse
-    return score
 
 
 @dataclass
@@ -96,8 +105,13 @@ def compare_runs(runs: list[str | Path], rule: str = "swd") -> Comparison:
             raise ConfigError(f"{first.name} and {other.name} were evaluated on different held-out images or at "
                               "different sizes, so their scores cannot be compared; compare runs trained on the "
                               "same folders at the same --crop-size")
-    usable = [s for s in scores if s.value is not None]
     label = SELECTION_RULES[rule].label
+    common = tuple(d for d in DIRECTIONS if all(d in measured_directions(s.flat) for s in scores if s.flat))
+    if common and any(s.flat and measured_directions(s.flat) != common for s in scores):  # a one-way run among them
+        for s in scores:
+            judge(s, rule, common)
+        label += f", {' and '.join(common)} only (the direction every run trained)"
+    usable = [s for s in scores if s.value is not None]
     if not usable:
         return Comparison(scores, rule, None, f"no run has held-out {rule} scores yet (evaluation off, or no epoch "
                                               "finished): train on, or turn --eval-every on")

@@ -48,6 +48,9 @@ class TranslatorLike(Protocol):
     config: Config
     device: torch.device
 
+    @property
+    def directions(self) -> tuple[str, ...]: ...
+
     def generator(self, direction: str) -> nn.Module: ...
 
     def translate_tensor(self, images: torch.Tensor, direction: str) -> torch.Tensor: ...
@@ -74,7 +77,7 @@ def evaluate_ground_truth(translator: TranslatorLike, data_dir: str | Path) -> d
     translation and of the identity baseline, averaged over images."""
     results: dict[str, dict[str, float]] = {}
     for direction in GROUND_TRUTH:
-        pairs = ground_truth_pairs(Path(data_dir), direction)
+        pairs = ground_truth_pairs(Path(data_dir), direction) if direction in translator.directions else []
         if not pairs:
             continue
         sums = dict.fromkeys(("l1", "psnr", "ssim", "identity_l1", "identity_psnr", "identity_ssim"), 0.0)
@@ -196,22 +199,22 @@ def _run(net: nn.Module, images: torch.Tensor, device: torch.device, autocast: A
     return torch.cat(outputs)
 
 
-def _direction(G: nn.Module, G_back: nn.Module, D: nn.Module | None, heldout: HeldOut, source: str, target: str,
-               autocast, batch: int, inception: nn.Module | None) -> dict[str, float]:
+def _direction(G: nn.Module, G_back: nn.Module | None, D: nn.Module | None, heldout: HeldOut, source: str,
+               target: str, autocast, batch: int, inception: nn.Module | None) -> dict[str, float]:
     device, real_source, real_target = heldout.device, heldout.images[source], heldout.images[target]
     fake = to_uint8(_run(G, real_source, device, autocast, batch))
-    back = _run(G_back, fake, device, autocast, batch)
     swd, swd_sd = heldout.swd(fake, target, SWD_RESAMPLES)
     result = {
         "swd": swd,
         "swd_sd": swd_sd,
         "swd_identity": heldout.swd_identity(source, target),
         "domain_gap": heldout.domain_gap(source, target),
-        "cycle_l1": l1(back, to_float(real_source)),
         "diversity": heldout.diversity(fake, source),
         "checkerboard": checkerboard_energy(fake) / heldout.checkerboard(source),
         "heldout_images": len(real_source),
     }
+    if G_back is not None:  # the way back exists (not in a one-way run)
+        result["cycle_l1"] = l1(_run(G_back, fake, device, autocast, batch), to_float(real_source))
     if real_target.shape[1] == real_source.shape[1]:  # G can take target images only when channels match
         result["change"] = l1(to_float(fake), to_float(real_source))
         result["identity_mapping_l1"] = l1(_run(G, real_target, device, autocast, batch), to_float(real_target))
@@ -226,10 +229,10 @@ def _direction(G: nn.Module, G_back: nn.Module, D: nn.Module | None, heldout: He
 
 
 @torch.inference_mode()
-def evaluate_heldout(G_AB: nn.Module, G_BA: nn.Module, heldout: HeldOut, *, D_A: nn.Module | None = None,
+def evaluate_heldout(G_AB: nn.Module, G_BA: nn.Module | None, heldout: HeldOut, *, D_A: nn.Module | None = None,
                      D_B: nn.Module | None = None, autocast: Autocast = nullcontext,
                      batch: int = 8, inception: nn.Module | None = None) -> dict[str, dict[str, float]]:
-    """Metrics of both directions on the held-out images.
+    """Metrics of both directions (A->B alone when ``G_BA`` is None) on the held-out images.
 
     Returns ``{"AtoB": {...}, "BtoA": {...}}`` with, per direction: ``swd`` (translations vs real
     target images) and ``swd_identity`` (inputs vs target: the do-nothing baseline), ``cycle_l1``
@@ -245,8 +248,10 @@ def evaluate_heldout(G_AB: nn.Module, G_BA: nn.Module, heldout: HeldOut, *, D_A:
         net.eval()
     try:
         with torch.random.fork_rng(devices=[]):
-            return {"AtoB": _direction(G_AB, G_BA, D_B, heldout, "A", "B", autocast, batch, inception),
-                    "BtoA": _direction(G_BA, G_AB, D_A, heldout, "B", "A", autocast, batch, inception)}
+            results = {"AtoB": _direction(G_AB, G_BA, D_B, heldout, "A", "B", autocast, batch, inception)}
+            if G_BA is not None:
+                results["BtoA"] = _direction(G_BA, G_AB, D_A, heldout, "B", "A", autocast, batch, inception)
+            return results
     finally:
         for net, mode in zip(nets, modes):
             net.train(mode)
@@ -258,15 +263,18 @@ def evaluate_run(translator: TranslatorLike, run_dir: str | Path, data: str | Pa
     (its latest or ``best`` generators): held-out metrics per direction, the discriminators' scores
     (latest weights only: best/ keeps no discriminators), ground-truth scores when ``data`` has
     them, and FID/KID with ``fid``. Returns (results, where the images came from)."""
-    # cycle metrics need both generators: a one-direction import gets a CheckpointError that says so
-    g_ab, g_ba = translator.generator("AtoB"), translator.generator("BtoA")
+    # A run with A->B alone (a one-way CUT run, a one-direction import) is scored in A->B, without the
+    # cycle metrics; one with B->A alone gets the CheckpointError that names what it can do.
+    g_ab = translator.generator("AtoB")
+    g_ba = translator.generator("BtoA") if "BtoA" in translator.directions else None
     config = translator.config
     paths_a, paths_b, note = run_heldout_paths(config.train, data)
     channels = (config.model.channels_a, config.model.channels_b)
     heldout = HeldOut.from_paths(paths_a, paths_b, config.train.crop_size, translator.device, channels)
     discriminators: dict[str, nn.Module] = {}
-    if not best and all(runfolder.weights_path(run_dir, n).exists() for n in runfolder.DISCRIMINATORS):
-        for name in runfolder.DISCRIMINATORS:
+    present = [n for n in runfolder.DISCRIMINATORS if runfolder.weights_path(run_dir, n).exists()]  # one-way: D_B
+    if not best:
+        for name in present:
             net = build_discriminator(config.model, name[-1])
             discriminators[name] = runfolder.load_weights(net, runfolder.weights_path(run_dir, name)).to(translator.device)
     inception = inception_network(inception_weights) if fid or inception_weights else None

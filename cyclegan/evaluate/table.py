@@ -108,18 +108,25 @@ def finite_number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def measured_directions(flat: Flat) -> tuple[str, ...]:
+    """The directions an evaluation measured: both, or A->B alone for a one-way run (--one-way).
+    SWD is measured in every direction evaluated, so a missing or blank SWD means not evaluated;
+    a NaN one is a direction that was evaluated and failed, and keeps its place."""
+    return tuple(d for d in DIRECTIONS if flat.get(f"val_swd_{d}") not in (None, ""))
+
+
 def _mean(values: list[float | None]) -> float | None:
     return sum(values) / len(values) if values and None not in values else None  # type: ignore[arg-type]
 
 
 def _mean_of(key: str) -> Callable[[Flat, int], float | None]:
-    return lambda flat, epoch: _mean([finite_number(flat.get(f"val_{key}_{d}")) for d in DIRECTIONS])
+    return lambda flat, epoch: _mean([finite_number(flat.get(f"val_{key}_{d}")) for d in measured_directions(flat)])
 
 
 def _ratio_to_baseline(key: str) -> Callable[[Flat, int], float | None]:
     def value(flat: Flat, epoch: int) -> float | None:
         ratios = []
-        for d in DIRECTIONS:
+        for d in measured_directions(flat):
             metric, baseline = finite_number(flat.get(f"val_{key}_{d}")), finite_number(flat.get(f"val_{BY_KEY[key].baseline}_{d}"))
             ratios.append(metric / baseline if metric is not None and baseline else None)
         return _mean(ratios)
@@ -135,12 +142,12 @@ def _swd_noise(relative: bool) -> Callable[[Flat], float]:
     from each direction's bootstrap spread (0 where an evaluation did not record one)."""
     def noise(flat: Flat) -> float:
         parts = []
-        for d in DIRECTIONS:
+        for d in measured_directions(flat):
             sd, baseline = finite_number(flat.get(f"val_swd_sd_{d}")), finite_number(flat.get(f"val_swd_identity_{d}"))
             if sd is None or (relative and not baseline):
                 return 0.0
             parts.append(sd / baseline if relative else sd)
-        return math.sqrt(sum(p * p for p in parts)) / len(parts)
+        return math.sqrt(sum(p * p for p in parts)) / len(parts) if parts else 0.0
     return noise
 
 

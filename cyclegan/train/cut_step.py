@@ -5,7 +5,8 @@ a cycle back through a second generator, PatchNCE (train/losses.py) asks each pa
 recognisably the patch of x at its position, judged in G's own encoder through small heads
 (models/patchnce.py). This tool promises both mappings, so a run trains two independent CUTs side by
 side (A->B with G_AB, D_B and F_AB; B->A with G_BA, D_A and F_BA), summed into one generator update
-and one discriminator update like CycleGAN's (train/step.py). Nothing links the two directions.
+and one discriminator update like CycleGAN's (train/step.py). Nothing links the two directions, so
+``--one-way`` (``ModelConfig.one_way``) drops the B->A one and trains CUT as published, A->B alone.
 
 Published defaults (config.with_family): LSGAN, PatchNCE weight 1 plus an identity term on
 target-domain images (CUT), or weight 10 without it and with flip equivariance (FastCUT), 256
@@ -92,8 +93,9 @@ def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, Imag
     the discriminator update)."""
     t, layers = config.train, nce_layer_list(config.model.nce_layers)
     D_A, D_B = models.D_A, models.D_B
-    frozen = {"A": distributed.unwrap(D_A), "B": distributed.unwrap(D_B)}  # see train_step
-    directions = (("B", models.G_AB, models.F_AB, real_a, real_b), ("A", models.G_BA, models.F_BA, real_b, real_a))
+    frozen = {"A": distributed.unwrap(D_A) if D_A is not None else None, "B": distributed.unwrap(D_B)}  # see train_step
+    directions = [("B", models.G_AB, models.F_AB, real_a, real_b), ("A", models.G_BA, models.F_BA, real_b, real_a)]
+    directions = [d for d in directions if d[1] is not None]  # --one-way: A->B alone
 
     set_requires_grad([D_A, D_B], False)
     opt.G.zero_grad(set_to_none=True)
@@ -120,7 +122,10 @@ def cut_train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, Imag
     bad_g = distributed.nonfinite_on_any_rank(loss_g)
     step_unless(opt.G, bad_g)
 
-    loss_d_a, loss_d_b, skipped = update_discriminators(models, opt, pools, real_a, real_b, fakes["A"], fakes["B"],
+    loss_d_a, loss_d_b, skipped = update_discriminators(models, opt, pools, real_a, real_b, fakes.get("A"), fakes["B"],
                                                        bad_g, config, autocast)
-    return {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_nce": nce.detach(),
-            "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(), "skipped": skipped}
+    losses = {"loss_G": loss_g.detach(), "loss_G_adv": adv.detach(), "loss_nce": nce.detach(),
+              "loss_D_A": loss_d_a.detach(), "loss_D_B": loss_d_b.detach(), "skipped": skipped}
+    if D_A is None:  # --one-way: there is no D_A to log a loss for
+        del losses["loss_D_A"]
+    return losses

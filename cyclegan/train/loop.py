@@ -97,7 +97,7 @@ class Run:
         """The generators to sample, evaluate and save: the moving average with --ema, else the trained ones."""
         if self.ema is not None:
             return self.ema.nets
-        return {"G_AB": self.models.G_AB, "G_BA": self.models.G_BA}
+        return self.models.generators()  # a one-way run: G_AB alone
 
 
 def train(config: Config, run_dir: str | Path, *, resume: bool = False,
@@ -373,7 +373,7 @@ def _judge_epoch(run: Run) -> EpochVerdict | None:
         return None
     started = time.time()
     g, m = run.generators(), run.models
-    results = evaluate_heldout(g["G_AB"], g["G_BA"], run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
+    results = evaluate_heldout(g["G_AB"], g.get("G_BA"), run.heldout, D_A=m.D_A, D_B=m.D_B, autocast=run.autocast,
                                inception=run.inception)
     flat = flatten(results)
     value = selection_value(flat, t.select_by, run.epoch)
@@ -409,10 +409,10 @@ def _record_epoch(run: Run, judged: EpochVerdict | None) -> bool:
         runfolder.keep_epoch(run.run_dir, run.epoch, g, run.step, t.keep_epochs)
     best = run.monitor.best
     save_training_plots(run.run_dir, best["epoch"] if best else None)
-    log.info("held-out epoch %d: SWD A->B %.2f (unchanged input %.2f), B->A %.2f (%.2f); best %s %.4g at epoch %d "
-             "(%.1fs)", run.epoch, results["AtoB"]["swd"], results["AtoB"]["swd_identity"], results["BtoA"]["swd"],
-             results["BtoA"]["swd_identity"], t.select_by, best["value"] if best else float("nan"),
-             best["epoch"] if best else 0, judged.seconds)
+    swd = ", ".join(f"{d[0]}->{d[-1]} {v['swd']:.2f} (unchanged input {v['swd_identity']:.2f})"
+                    for d, v in results.items())
+    log.info("held-out epoch %d: SWD %s; best %s %.4g at epoch %d (%.1fs)", run.epoch, swd, t.select_by,
+             best["value"] if best else float("nan"), best["epoch"] if best else 0, judged.seconds)
     if judged.stop:
         log.warning("Stopping early: held-out %s has not improved for %d evaluations (--patience); the best "
                     "epoch is %d, in %s", t.select_by, run.monitor.since_best, best["epoch"] if best else 0,
@@ -448,8 +448,12 @@ def save_samples(run: Run) -> None:
         b = _sample_batch(run.sample_paths[1], size, channels[1]).to(device)
         n = min(len(a), len(b))
         a, b = a[:n], b[:n]
-        fake_b, fake_a = g["G_AB"](a), g["G_BA"](b)
-        columns = [a, fake_b, g["G_BA"](fake_b), b, fake_a, g["G_AB"](fake_a)]
+        fake_b = g["G_AB"](a)
+        if "G_BA" in g:
+            fake_a = g["G_BA"](b)
+            columns = [a, fake_b, g["G_BA"](fake_b), b, fake_a, g["G_AB"](fake_a)]
+        else:  # --one-way: A, its translation, and B beside them for what the target looks like
+            columns = [a, fake_b, b]
     save_sample_grid(runfolder.sample_path(run.run_dir, run.epoch), columns)
 
 

@@ -28,26 +28,36 @@ from .pool import ImagePool
 @dataclass
 class Models:
     G_AB: nn.Module
-    G_BA: nn.Module
-    D_A: nn.Module  # tells real A from B->A fakes
     D_B: nn.Module  # tells real B from A->B fakes
+    G_BA: nn.Module | None = None  # None only in a one-way CUT run (--one-way): A->B alone
+    D_A: nn.Module | None = None  # tells real A from B->A fakes
     F_AB: nn.Module | None = None  # CUT's PatchNCE heads for A->B's encoder (models/patchnce.py); CycleGAN: None
     F_BA: nn.Module | None = None
 
     @classmethod
     def build(cls, config: Config, device: torch.device) -> "Models":
         m = config.model
-        models = cls(build_generator(m, "AtoB").to(device), build_generator(m, "BtoA").to(device),
-                     build_discriminator(m, "A").to(device), build_discriminator(m, "B").to(device))
+        both = not m.one_way
+        # Built in this order (G_AB, G_BA, D_A, D_B): the order their initial weights are drawn in.
+        G_AB = build_generator(m, "AtoB").to(device)
+        G_BA = build_generator(m, "BtoA").to(device) if both else None
+        D_A = build_discriminator(m, "A").to(device) if both else None
+        models = cls(G_AB=G_AB, G_BA=G_BA, D_A=D_A, D_B=build_discriminator(m, "B").to(device))
         if m.family != "cyclegan":
             layers = nce_layer_list(m.nce_layers)
             models.F_AB = PatchNCEHeads.for_generator(models.G_AB, layers, m.nce_width).to(device)
-            models.F_BA = PatchNCEHeads.for_generator(models.G_BA, layers, m.nce_width).to(device)
+            if both:
+                models.F_BA = PatchNCEHeads.for_generator(models.G_BA, layers, m.nce_width).to(device)
         return models
 
     def named(self) -> dict[str, nn.Module]:
-        heads = {name: net for name, net in (("F_AB", self.F_AB), ("F_BA", self.F_BA)) if net is not None}
-        return {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B, **heads}
+        """The networks this run has, by the names their files and state use."""
+        every = {"G_AB": self.G_AB, "G_BA": self.G_BA, "D_A": self.D_A, "D_B": self.D_B, "F_AB": self.F_AB,
+                 "F_BA": self.F_BA}
+        return {name: net for name, net in every.items() if net is not None}
+
+    def generators(self) -> dict[str, nn.Module]:
+        return {name: net for name, net in self.named().items() if name.startswith("G_")}
 
 
 @dataclass
@@ -65,11 +75,12 @@ class Optimizers:
         fused = True if next(models.G_AB.parameters()).is_cuda else None
         # CUT's heads learn with the generators, at the same rate (CUT gives them an Adam of their own
         # with the same settings, which is the same arithmetic: Adam's state is per parameter).
-        generators = [models.G_AB, models.G_BA] + [f for f in (models.F_AB, models.F_BA) if f is not None]
+        named = models.named()
+        generators = [net for name, net in named.items() if not name.startswith("D_")]
+        discriminators = [net for name, net in named.items() if name.startswith("D_")]
         return cls(
             torch.optim.Adam(itertools.chain(*(g.parameters() for g in generators)), t.lr, betas, fused=fused),
-            torch.optim.Adam(itertools.chain(models.D_A.parameters(), models.D_B.parameters()), t.lr, betas,
-                             fused=fused),
+            torch.optim.Adam(itertools.chain(*(d.parameters() for d in discriminators)), t.lr, betas, fused=fused),
         )
 
     def load_state_dict(self, opt_g: dict, opt_d: dict) -> None:
@@ -126,9 +137,10 @@ def step_unless(optimizer: torch.optim.Optimizer, skip: torch.Tensor) -> None:
         optimizer.step()
 
 
-def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+def set_requires_grad(nets: list[nn.Module | None], flag: bool) -> None:
+    """``requires_grad`` of every parameter of ``nets`` (a one-way run's missing D_A is None: skipped)."""
     for net in nets:
-        for p in net.parameters():
+        for p in net.parameters() if net is not None else ():
             p.requires_grad_(flag)
 
 
@@ -175,18 +187,20 @@ def train_step(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePoo
 
 
 def update_discriminators(models: Models, opt: Optimizers, pools: tuple[ImagePool, ImagePool], real_a: torch.Tensor,
-                          real_b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor, bad_g: torch.Tensor,
+                          real_b: torch.Tensor, fake_a: torch.Tensor | None, fake_b: torch.Tensor, bad_g: torch.Tensor,
                           config: Config, autocast: Autocast) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every family's discriminator update, after its generator update: D_A on real A against pooled
     B->A fakes, D_B on real B against pooled A->B fakes (a skipped generator step's fakes stay out of
-    the pools). Returns both losses and ``skipped`` (1.0 when either update was skipped)."""
+    the pools). Returns both losses and ``skipped`` (1.0 when either update was skipped). A one-way
+    run has no D_A: its loss is 0."""
     t, D_A, D_B = config.train, models.D_A, models.D_B
     set_requires_grad([D_A, D_B], True)
     opt.D.zero_grad(set_to_none=True)
     pool_a, pool_b = pools
     with autocast():
-        loss_d_a = discriminator_adversarial(t.gan_loss, D_A(augment(real_a, t.diffaug)),
-                                             D_A(augment(pool_a.query(fake_a, bad_g), t.diffaug)))
+        loss_d_a = (discriminator_adversarial(t.gan_loss, D_A(augment(real_a, t.diffaug)),
+                                              D_A(augment(pool_a.query(fake_a, bad_g), t.diffaug)))
+                    if D_A is not None else torch.zeros((), device=real_a.device))
         loss_d_b = discriminator_adversarial(t.gan_loss, D_B(augment(real_b, t.diffaug)),
                                              D_B(augment(pool_b.query(fake_b, bad_g), t.diffaug)))
     (loss_d_a + loss_d_b).backward()
@@ -207,7 +221,7 @@ def prepare_for_training(models: Models, config: Config, device: torch.device, a
     inputs = {"G_AB": config.model.channels_a, "G_BA": config.model.channels_b,
               "D_A": config.model.channels_a, "D_B": config.model.channels_b}
     wrapped = {}
-    for name, net in models.named().items():
+    for name, net in models.named().items():  # a one-way run's missing networks stay None
         if channels_last:
             net.to(memory_format=torch.channels_last)
         if t.compile and name in inputs:  # the generators and discriminators; CUT's small heads run eager
@@ -220,7 +234,7 @@ def prepare_for_training(models: Models, config: Config, device: torch.device, a
 
 
 class GeneratorEMA:
-    """An exponential moving average of both generators' weights (``--ema DECAY``).
+    """An exponential moving average of the generators' weights (``--ema DECAY``).
 
     GAN generators oscillate from step to step; the average of the recent weights is a steadier
     model than any single step's (Karras et al., 2018, and most GANs since). It is updated after
@@ -231,7 +245,7 @@ class GeneratorEMA:
 
     def __init__(self, models: Models, decay: float) -> None:
         self.decay = decay
-        self.nets = {name: copy.deepcopy(getattr(models, name)).requires_grad_(False) for name in ("G_AB", "G_BA")}
+        self.nets = {name: copy.deepcopy(net).requires_grad_(False) for name, net in models.generators().items()}
         self.updates = 0
 
     @torch.no_grad()

@@ -58,6 +58,17 @@ def expand_direction(direction: str) -> tuple[str, ...]:
     return DIRECTIONS if direction == "both" else (check_direction(direction),)
 
 
+def missing_direction_hint(config: Config, where: str | Path, direction: str) -> str:
+    """Why a run has no generator for ``direction`` and what to do, as a clause to end a sentence
+    with ("" when there is nothing to add): every place that offers a direction says the same."""
+    if config.model.one_way:
+        return (f"; it was trained with --one-way ({config.model.family}, A->B only): train a run without "
+                f"--one-way for both directions")
+    if config.preset == OFFICIAL_PRESET:
+        return f"; import it with `cyclegan import-official --pth FILE --out {where} --direction {direction}`"
+    return ""
+
+
 # --------------------------------------------------------------------------- the translator
 
 class Translator:
@@ -135,10 +146,8 @@ class Translator:
         name = GENERATOR_FOR[check_direction(direction)]
         if name not in self.generators:
             where = self.run_dir or "this run"
-            hint = (f"; import it with `cyclegan import-official --pth FILE --out {where} --direction {direction}`"
-                    if self.config.preset == OFFICIAL_PRESET else "")
             raise CheckpointError(f"{where} has no {name} generator, so it cannot translate {direction} "
-                                  f"(it can: {', '.join(self.directions)}){hint}")
+                                  f"(it can: {', '.join(self.directions)}){missing_direction_hint(self.config, where, direction)}")
         return self.generators[name]
 
     # -- the network on tensors
