@@ -116,9 +116,9 @@ def measure_speed(names: list[str], size: int, ngf: int, n_blocks: int, steps: i
 def print_speed(speed: dict[str, dict[str, float]], size: int, ngf: int, n_blocks: int, device: str) -> None:
     print(f"\n== speed: {size} px, ngf {ngf}, {n_blocks} blocks, batch 1, both directions, {device}")
     base = speed["paper"]["seconds"]
-    print(f"{'model':<10}{'s/iteration':>13}{'x paper':>9}{'peak MB':>10}")
+    print(f"{'model':<16}{'s/iteration':>13}{'x paper':>9}{'peak MB':>10}")
     for name, row in speed.items():
-        print(f"{name:<10}{row['seconds']:>13.3f}{row['seconds'] / base:>9.2f}{row['peak_mb']:>10.0f}")
+        print(f"{name:<16}{row['seconds']:>13.3f}{row['seconds'] / base:>9.2f}{row['peak_mb']:>10.0f}")
 
 
 def scores(run: Path, data: Path) -> tuple[dict, dict]:
