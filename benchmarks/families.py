@@ -166,7 +166,7 @@ def main() -> int:
     # Kept under --out: the equal-time budgets come from these ratios, so later invocations (other
     # styles, more seeds) reuse the same budgets, and with them the same runs. Delete it to re-measure.
     cache = args.out / f"speed-{args.device}-{args.size}px-ngf{args.ngf}-b{args.n_blocks}.json"
-    models = args.models if "paper" in args.models else ["paper", *args.models]
+    models = (["paper"] if "paper" not in args.models else []) + args.models  # a new list: args.models stays as given
     models += [f"{name}_one_way" for name in ("cut", "fastcut") if name in args.models]  # --one-way's speed
     if cache.exists() and not args.speed_only:
         speed = json.loads(cache.read_text())
