@@ -51,8 +51,9 @@ def _latest_evaluation(run: Path) -> tuple[int | None, dict[str, float]]:
     return int(float(last["epoch"])), flat
 
 
-def score_run(run: str | Path, rule: str) -> RunScore:
-    """``run``'s chosen epoch, its score under ``rule`` and its tier; a CycleGANError if it is not a run."""
+def read_run(run: str | Path) -> RunScore:
+    """``run``'s chosen epoch and its held-out scores, not judged yet (``judge``); a CycleGANError if
+    it is not a run."""
     run = Path(run)
     config = runfolder.load_config(run)
     best = runfolder.read_best(run)
@@ -64,15 +65,13 @@ def score_run(run: str | Path, rule: str) -> RunScore:
     t = config.train
     held_out = tuple(str(Path(folder).resolve()) if folder else "" for folder in
                      (t.test_a, t.test_b, t.domain_a, t.domain_b))
-    score = RunScore(run.name, config.model.family, config.preset, epoch, flat, data=(*held_out, str(t.crop_size)))
-    judge(score, rule, DIRECTIONS)
-    return score
+    return RunScore(run.name, config.model.family, config.preset, epoch, flat, data=(*held_out, str(t.crop_size)))
 
 
 def judge(score: RunScore, rule: str, directions: tuple[str, ...]) -> None:
-    """Set ``score``'s value, noise and tier from its scores in ``directions`` alone (both, or A->B
-    when a one-way run is among those compared: a mean over two directions against one over one
-    would compare different things)."""
+    """Set ``score``'s value (under ``rule``), noise and tier from its scores in ``directions`` alone
+    (both, or A->B when a one-way run is among those compared: a mean over two directions against one
+    over one would compare different things)."""
     others = tuple(d for d in DIRECTIONS if d not in directions)
     flat = {k: v for k, v in score.flat.items() if not k.endswith(tuple(f"_{d}" for d in others))}
     if flat:
@@ -98,7 +97,7 @@ def compare_runs(runs: list[str | Path], rule: str = "swd") -> Comparison:
     if rule not in SELECTION_RULES or rule == "last":
         raise ConfigError(f"cannot compare runs by {rule!r}; choose one of "
                           f"{', '.join(r for r in SELECTION_RULES if r != 'last')}")
-    scores = [score_run(r, rule) for r in runs]
+    scores = [read_run(r) for r in runs]
     first = scores[0]
     for other in scores[1:]:
         if other.data != first.data:
@@ -106,10 +105,11 @@ def compare_runs(runs: list[str | Path], rule: str = "swd") -> Comparison:
                               "different sizes, so their scores cannot be compared; compare runs trained on the "
                               "same folders at the same --crop-size")
     label = SELECTION_RULES[rule].label
+    # Judged on the directions every run measured: both, unless a one-way run is among them
     common = tuple(d for d in DIRECTIONS if all(d in measured_directions(s.flat) for s in scores if s.flat))
-    if common and any(s.flat and measured_directions(s.flat) != common for s in scores):  # a one-way run among them
-        for s in scores:
-            judge(s, rule, common)
+    for s in scores:
+        judge(s, rule, common or DIRECTIONS)
+    if common and any(s.flat and measured_directions(s.flat) != common for s in scores):
         label += f", {' and '.join(common)} only (the direction every run trained)"
     usable = [s for s in scores if s.value is not None]
     if not usable:
