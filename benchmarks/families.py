@@ -11,9 +11,10 @@ picks the truly better run.
    PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased ResNet). CUT and FastCUT are also
    timed one way (``--one-way``: A->B alone), the way CUT's paper times them.
 2. **Quality**: every model trained on every style and seed with benchmarks/quality.py's runner (runs
-   are shared with it, and reused), scored on the test split against the ground truth: PSNR and L1
-   (last epoch), held-out SWD. At equal iterations, and at equal wall-clock: each model gets the
-   iterations `paper` does in its time, by the speed ratios of step 1 (measured at the training size).
+   are shared with it, and reused; ``--styles`` also takes ``shapes``, the embedded drawn dataset),
+   scored on the test split against the ground truth: PSNR and L1 (last epoch), held-out SWD. At equal
+   iterations, and at equal wall-clock: each model gets the iterations `paper` does in its time, by
+   the speed ratios of step 1 (measured at the training size).
 3. **compare**: for every style, seed, budget and pair of models, ``compare_runs`` picks
    one from held-out scores alone; counted right when it is the one with the lower ground-truth L1
    of the generators it would hand over (best/), among pairs whose L1 differs by more than the seeds' spread.
@@ -142,8 +143,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-one", help=argparse.SUPPRESS)  # the child process of the speed step
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--styles", nargs="+", choices=quality.SUITE, default=["grade"])
-    parser.add_argument("--suite", action="store_true", help="every style of the suite")
+    parser.add_argument("--styles", nargs="+", choices=[*quality.SUITE, "shapes"], default=["grade"],
+                        help="photo styles of the suite, or shapes (the embedded drawn dataset)")
+    parser.add_argument("--suite", action="store_true", help="every photo style of the suite")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--ngf", type=int, default=16)
@@ -185,7 +187,7 @@ def main() -> int:
     styles = list(quality.SUITE) if args.suite else args.styles
     rows: dict[tuple[str, str, str], dict[int, dict]] = {}  # (style, model, budget) -> seed -> scores
     for style in styles:
-        data = quality.dataset("photos", args.out, args.size, style)
+        data = quality.dataset("shapes" if style == "shapes" else "photos", args.out, args.size, style)
         for name, seed in itertools.product(args.models, args.seeds):
             equal_time = round(args.iterations * speed["paper"]["seconds"] / speed[name]["seconds"])
             if abs(equal_time - args.iterations) <= 0.05 * args.iterations:
