@@ -460,6 +460,21 @@ def test_the_train_tab_can_start_a_cut_run_and_names_a_bad_model(tmp_path):
     jobs = TrainingJobs(tmp_path / "checkpoints", tmp_path / "datasets", device="cpu", python=sys.executable)
     with pytest.raises(ConfigError, match="unknown model 'gan'; choose one of: cyclegan, cut, fastcut"):
         jobs.start("shapes", "run", "tiny", 1, 1, model="gan")
+    with pytest.raises(ConfigError, match="one way trains CUT or FastCUT A->B only"):
+        jobs.start("shapes", "run", "tiny", 1, 1, model="cyclegan", one_way=True)
+    assert not (tmp_path / "checkpoints" / "run").exists()  # refused before anything was made
+
+
+def test_the_train_tab_starts_a_one_way_run_as_the_cli_would(tmp_path):
+    from cyclegan.app.jobs import train_command
+    from cyclegan.cli import build_parser
+
+    command = train_command("python", tmp_path / "d", tmp_path / "r", "tiny", 2, 1, "cpu", "cut", one_way=True)
+    parsed = build_parser().parse_args(command[3:])
+    assert parsed.model == "cut" and parsed.one_way is True
+    both = build_parser().parse_args(train_command("python", tmp_path / "d", tmp_path / "r", "tiny", 2, 1, "cpu",
+                                                   "cut")[3:])
+    assert "one_way" not in vars(both)  # left to the preset: both ways
 
 
 def test_training_job_stops_resumably_and_resumes_to_the_end(tmp_path):

@@ -40,11 +40,11 @@ class JobBusy(CycleGANError):
 
 
 def train_command(python: str, data_dir: Path, run_dir: Path, preset_name: str, epochs: int,
-                  epochs_decay: int, device: str, model: str = "cyclegan") -> list[str]:
+                  epochs_decay: int, device: str, model: str = "cyclegan", one_way: bool = False) -> list[str]:
     """The exact `cyclegan train` command line for a new run (shown to the user, too)."""
     return [python, "-m", "cyclegan", "train", "--data", str(data_dir), "--run", str(run_dir),
             "--preset", preset_name, "--model", model, "--epochs", str(epochs), "--epochs-decay", str(epochs_decay),
-            "--device", device]
+            "--device", device, *(["--one-way"] if one_way else [])]
 
 
 def resume_command(python: str, run_dir: Path) -> list[str]:
@@ -135,8 +135,10 @@ class TrainingJobs:
         self._logs: Path | None = None  # made at the first job, removed on shutdown
 
     def start(self, dataset: str, run: str, preset_name: str, epochs: int, epochs_decay: int,
-              model: str = "cyclegan") -> JobStatus:
-        """Start a new run on a dataset under the datasets folder; refused while another job runs."""
+              model: str = "cyclegan", one_way: bool = False) -> JobStatus:
+        """Start a new run on a dataset under the datasets folder; refused while another job runs.
+        ``one_way``: CUT or FastCUT A->B alone (``--one-way``), refused here for CycleGAN rather than
+        in the job's log a moment later."""
         run = check_new_name(run, "run")
         data_dir = safe_child(self.datasets, dataset, "dataset")
         if not (data_dir / "trainA").is_dir() or not (data_dir / "trainB").is_dir():
@@ -145,13 +147,16 @@ class TrainingJobs:
             raise ConfigError(f"unknown preset {preset_name!r}; choose one of: {', '.join(PRESETS)}")
         if model not in FAMILIES:
             raise ConfigError(f"unknown model {model!r}; choose one of: {', '.join(FAMILIES)}")
+        if one_way and model == "cyclegan":
+            raise ConfigError("one way trains CUT or FastCUT A->B only (CycleGAN's cycle loss needs both "
+                              "generators): choose the model cut or fastcut, or untick one way")
         epochs, epochs_decay = _whole(epochs, "epochs", 1), _whole(epochs_decay, "decay epochs", 0)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         run_dir = safe_child(self.checkpoints, run, "run")
         if run_dir.exists():
             raise CheckpointError(f"run {run!r} already exists; choose another name, or resume it")
         command = train_command(self.python, data_dir, run_dir, preset_name, epochs, epochs_decay, self.device,
-                                model)
+                                model, one_way)
         return self._launch(run, run_dir, command)
 
     def resume(self, run: str) -> JobStatus:

@@ -77,11 +77,11 @@ class TrainHandlers:
         return message, gr.update(choices=list_datasets(self.jobs.datasets), value=saved.path.name)
 
     def start_training(self, dataset: str | None, run: str, preset_name: str, epochs: float, decay: float,
-                       model: str = "cyclegan") -> str:
+                       model: str = "cyclegan", one_way: bool = False) -> str:
         try:
             if not dataset:
                 raise ConfigError("choose a dataset first (or upload two sets of images and save them)")
-            return job_text(self.jobs.start(dataset, run, preset_name, epochs, decay, model))
+            return job_text(self.jobs.start(dataset, run, preset_name, epochs, decay, model, one_way))
         except CycleGANError as exc:
             raise user_error(exc) from None
 
@@ -142,6 +142,8 @@ def build(handlers: TrainHandlers, lists: RunLists, timer: gr.Timer) -> TrainTab
                                          "fast: one GPU")
             model_dd = gr.Dropdown(list(FAMILIES), value="cyclegan", label="Model",
                                    info="cut, fastcut: CUT (Park et al., 2020), both ways; docs/cut.md")
+            one_way = gr.Checkbox(False, label="One way (A->B only)", elem_id="one-way",
+                                  info="cut, fastcut: about half the time; the run cannot translate B->A")
             run_name = gr.Textbox(label="Run name", placeholder="e.g. shapes_tiny", elem_id="run-name")
             n_epochs = gr.Number(epochs, precision=0, minimum=1, label="Epochs at full learning rate",
                                  elem_id="epochs")
@@ -162,8 +164,8 @@ def build(handlers: TrainHandlers, lists: RunLists, timer: gr.Timer) -> TrainTab
     save.click(handlers.save_dataset, [new_name, files_a, files_b], [saved, dataset], api_name="save_dataset",
                concurrency_limit=1)
     preset_dd.change(preset_epochs, preset_dd, [n_epochs, n_decay], api_name=False, concurrency_limit=None)
-    start.click(handlers.start_training, [dataset, run_name, preset_dd, n_epochs, n_decay, model_dd], progress,
-                api_name="start_training", concurrency_limit=1, concurrency_id="jobs")
+    start.click(handlers.start_training, [dataset, run_name, preset_dd, n_epochs, n_decay, model_dd, one_way],
+                progress, api_name="start_training", concurrency_limit=1, concurrency_id="jobs")
     stop.click(handlers.stop_training, None, progress, api_name="stop_training", concurrency_limit=1,
                concurrency_id="jobs")
     resume.click(handlers.resume_training, run_name, progress, api_name="resume_training", concurrency_limit=1,
