@@ -11,10 +11,11 @@ picks the truly better run.
    PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased ResNet). CUT and FastCUT are also
    timed one way (``--one-way``: A->B alone), the way CUT's paper times them.
 2. **Quality**: every model trained on every style and seed with benchmarks/quality.py's runner (runs
-   are shared with it, and reused; ``--styles`` also takes ``shapes``, the embedded drawn dataset),
-   scored on the test split against the ground truth: PSNR and L1 (last epoch), held-out SWD. At equal
-   iterations, and at equal wall-clock: each model gets the iterations `paper` does in its time, by
-   the speed ratios of step 1 (measured at the training size).
+   are shared with it, and reused unless their best/ is not what today's rules keep; ``--styles``
+   also takes ``shapes``, the embedded drawn dataset), scored on the test split against the ground
+   truth: PSNR and L1 (last epoch), held-out SWD. At equal iterations, and at equal wall-clock: each
+   model gets the iterations `paper` does in its time, by the speed ratios of step 1 (measured at
+   the training size).
 3. **compare**: for every style, seed, budget and pair of models, ``compare_runs`` picks
    one from held-out scores alone; counted right when it is the one with the lower ground-truth L1
    of the generators it would hand over (best/), among pairs whose L1 differs by more than the seeds' spread.
@@ -25,7 +26,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
+import shutil
 import platform
 import resource
 import statistics
@@ -38,7 +41,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (the runner, datasets and scoring this benchmark shares)
+import selection  # noqa: E402  (its replay of best/'s rule over a run's evaluations)
 
+from cyclegan import runfolder  # noqa: E402
 from cyclegan.config import preset, with_family  # noqa: E402
 from cyclegan.evaluate.compare import compare_runs  # noqa: E402
 
@@ -122,6 +127,20 @@ def print_speed(speed: dict[str, dict[str, float]], size: int, ngf: int, n_block
         print(f"{name:<16}{row['seconds']:>13.3f}{row['seconds'] / base:>9.2f}{row['peak_mb']:>10.0f}")
 
 
+def best_is_stale(run: Path) -> bool:
+    """Whether a finished run's best/ is not the epoch today's rules keep: runs are reused across
+    sessions, and one trained before a selection rule changed would otherwise be compared, and scored
+    against the truth, by a choice the tool no longer makes. The rule is replayed over the run's
+    evaluations (benchmarks/selection.py), as training would run it now."""
+    meta = run / "best" / "meta.json"
+    if not (run / "bench.json").exists() or not meta.exists():
+        return False
+    rows = [r for r in runfolder.read_metrics(run) if r.get("val_swd")]
+    selection.fill_domain_gap(rows, run)
+    rule = runfolder.load_config(run).train.select_by
+    return json.loads(meta.read_text())["epoch"] != selection.choose(rows, rule)
+
+
 def scores(run: Path, data: Path) -> tuple[dict, dict]:
     """The last epoch's and best/'s scores against the truth, kept in the run folder (scores.json): a
     finished run never changes, and scoring one takes about a minute on 2 cores, so the summary of a
@@ -163,6 +182,7 @@ def main() -> int:
         print(json.dumps(time_one(args.time_one, args.size, args.ngf, args.n_blocks, args.steps, args.device)))
         return 0
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    logging.getLogger("cyclegan.evaluate.health").setLevel(logging.ERROR)  # the replayed warnings (best_is_stale)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}", flush=True)
     # Kept under --out: the equal-time budgets come from these ratios, so later invocations (other
@@ -197,6 +217,9 @@ def main() -> int:
                 variant = MODELS[name] + ("" if iterations == args.iterations else f"_it{iterations}")
                 overrides = {**quality.VARIANTS[MODELS[name]], "iterations": iterations}
                 run = args.out / "runs" / f"{data.name}{label}-{variant}-seed{seed}"
+                if best_is_stale(run):
+                    print(f"{run.name}: best/ is not what today's rules keep; training it again", flush=True)
+                    run.unlink() if run.is_symlink() else shutil.rmtree(run)  # a link: the run is another variant's
                 quality.train_variant(data, run, runner, overrides, seed)
                 last, chosen = scores(run, data)
                 rows.setdefault((style, name, budget), {})[seed] = {"run": run, "last": last, "best": chosen}
