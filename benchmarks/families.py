@@ -7,7 +7,8 @@ picks the truly better run.
 
 1. **Speed**, one fresh process per model and round, the models alternated over ``--rounds``: seconds
    per training iteration (both directions, batch 1) after a warm-up, and the process's peak memory
-   (RSS on the CPU; peak allocated on CUDA). The same networks for all (the published ResNet and
+   (RSS on the CPU; peak allocated on CUDA), and the arithmetic of one iteration (torch's
+   FlopCounterMode, forward and backward), which no machine's load changes. The same networks for all (the published ResNet and
    PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased ResNet). CUT and FastCUT are also
    timed one way (``--one-way``: A->B alone), the way CUT's paper times them.
 2. **Quality**: every model trained on every style and seed with benchmarks/quality.py's runner (runs
@@ -38,6 +39,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402  (the runner, datasets and scoring this benchmark shares)
@@ -90,8 +92,9 @@ def time_one(name: str, size: int, ngf: int, n_blocks: int, steps: int, device: 
         else:
             cut_train_step(models, opt, pools, a, b, config, autocast, step_generator(0, i, 0))
 
-    for i in range(2):  # warm-up: first-call allocations, pool filling
-        step(i)
+    step(0)  # warm-up: first-call allocations, pool filling
+    with FlopCounterMode(display=False) as flops:  # the second warm-up step, untimed, counts the arithmetic
+        step(1)
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -103,7 +106,7 @@ def time_one(name: str, size: int, ngf: int, n_blocks: int, steps: int, device: 
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-    return {"seconds": (time.perf_counter() - started) / steps, "peak_mb": peak}
+    return {"seconds": (time.perf_counter() - started) / steps, "peak_mb": peak, "gflop": flops.get_total_flops() / 1e9}
 
 
 def measure_speed(names: list[str], size: int, ngf: int, n_blocks: int, steps: int, rounds: int,
@@ -122,9 +125,14 @@ def measure_speed(names: list[str], size: int, ngf: int, n_blocks: int, steps: i
 def print_speed(speed: dict[str, dict[str, float]], size: int, ngf: int, n_blocks: int, device: str) -> None:
     print(f"\n== speed: {size} px, ngf {ngf}, {n_blocks} blocks, batch 1, both directions, {device}")
     base = speed["paper"]["seconds"]
-    print(f"{'model':<16}{'s/iteration':>13}{'x paper':>9}{'peak MB':>10}")
+    # The arithmetic beside the time: where a model's time ratio exceeds its FLOP ratio, the excess is
+    # how its layers run on this device (CUT's depthwise blurs), not how much they compute.
+    base_flop = speed["paper"].get("gflop")
+    print(f"{'model':<16}{'s/iteration':>13}{'x paper':>9}{'peak MB':>10}{'GFLOP/it':>10}{'x paper':>9}")
     for name, row in speed.items():
-        print(f"{name:<16}{row['seconds']:>13.3f}{row['seconds'] / base:>9.2f}{row['peak_mb']:>10.0f}")
+        flop = (f"{row['gflop']:>10.2f}{row['gflop'] / base_flop:>9.2f}" if base_flop and "gflop" in row
+                else f"{'-':>10}{'-':>9}")  # a speed cache written before FLOPs were counted
+        print(f"{name:<16}{row['seconds']:>13.3f}{row['seconds'] / base:>9.2f}{row['peak_mb']:>10.0f}{flop}")
 
 
 def best_is_stale(run: Path) -> bool:
