@@ -8,9 +8,10 @@ picks the truly better run.
 1. **Speed**, one fresh process per model and round, the models alternated over ``--rounds``: seconds
    per training iteration (both directions, batch 1) after a warm-up, and the process's peak memory
    (RSS on the CPU; peak allocated on CUDA), and the arithmetic of one iteration (torch's
-   FlopCounterMode, forward and backward), which no machine's load changes. The same networks for all (the published ResNet and
-   PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased ResNet). CUT and FastCUT are also
-   timed one way (``--one-way``: A->B alone), the way CUT's paper times them.
+   FlopCounterMode, forward and backward), which no machine's load changes. The same networks for
+   all (the published ResNet and PatchGAN at ``--ngf``/``--n-blocks``; CUT's is its anti-aliased
+   ResNet). CUT and FastCUT are also timed one way (``--one-way``: A->B alone), the way CUT's paper
+   times them.
 2. **Quality**: every model trained on every style and seed with benchmarks/quality.py's runner (runs
    are shared with it, and reused unless their best/ is not what today's rules keep; ``--styles``
    also takes ``shapes``, the embedded drawn dataset), scored on the test split against the ground
