@@ -36,7 +36,9 @@ from cyclegan.data.synthetic import make_dataset
 from cyclegan.evaluate.health import TrainingMonitor
 from cyclegan.data.folders import run_heldout_paths
 from cyclegan.evaluate.heldout import HeldOut, evaluate_ground_truth
+from cyclegan.evaluate.metrics import SWD_RESAMPLES
 from cyclegan.evaluate.table import SELECTION_RULES, selection_value
+from cyclegan.images import to_float, to_uint8
 from cyclegan.train.loop import train
 from cyclegan.translate.translator import Translator
 
@@ -88,6 +90,25 @@ def fill_domain_gap(rows: list[dict[str, str]], run: Path) -> None:
     gaps = {"AtoB": heldout.domain_gap("A", "B"), "BtoA": heldout.domain_gap("B", "A")}
     for row in rows:
         row.update({f"val_domain_gap_{d}": str(g) for d, g in gaps.items()})
+
+
+def fill_coarse_swd(rows: list[dict[str, str]], run: Path) -> None:
+    """Runs evaluated before the coarse SWD was recorded: measure it (and its bootstrap spread) on
+    each kept epoch's generators, with the held-out images and settings training used, so the
+    swd_coarse rule can be replayed on them."""
+    if not rows or rows[0].get("val_swd_coarse_AtoB"):
+        return
+    config = runfolder.load_config(run)
+    paths_a, paths_b, _ = run_heldout_paths(config.train, None)
+    heldout = HeldOut.from_paths(paths_a, paths_b, config.train.crop_size)
+    for row in rows:
+        translator = Translator.from_run(run, device="cpu", epoch=int(float(row["epoch"])))
+        for direction, source, target in (("AtoB", "A", "B"), ("BtoA", "B", "A")):
+            if direction not in translator.directions:
+                continue
+            fake = translator.translate_tensor(to_float(heldout.images[source]), direction)
+            score = heldout.swd(to_uint8(fake), target, SWD_RESAMPLES)
+            row[f"val_swd_coarse_{direction}"], row[f"val_swd_coarse_sd_{direction}"] = str(score.coarse), str(score.coarse_sd)
 
 
 def choose_by_mean_rank(rows: list[dict[str, str]]) -> int:
@@ -158,6 +179,7 @@ def main() -> int:
         truth = truth_per_epoch(run, args.data)
         rows = [r for r in runfolder.read_metrics(run) if r.get("val_swd_AtoB") and int(float(r["epoch"])) in truth]
         fill_domain_gap(rows, run)
+        fill_coarse_swd(rows, run)
         warned = sorted(set(replay(rows, "swd")[1]))
         best = min(truth.values())
         print(f"\n{run.name}: truth L1 per epoch " + ", ".join(f"{e}: {v:.4f}" for e, v in truth.items())

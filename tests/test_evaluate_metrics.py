@@ -165,10 +165,11 @@ def test_evaluate_heldout_reports_every_metric_and_leaves_training_state_alone()
     assert torch.equal(torch.get_rng_state(), rng_before)
     assert all(net.training for net in (G_AB, G_BA, D_A, D_B))
     for direction in ("AtoB", "BtoA"):
-        assert {"swd", "swd_identity", "cycle_l1", "identity_mapping_l1", "diversity", "d_real", "d_fake",
-                "d_auc", "heldout_images"} <= results[direction].keys()
+        assert {"swd", "swd_identity", "swd_coarse", "swd_coarse_sd", "cycle_l1", "identity_mapping_l1",
+                "diversity", "d_real", "d_fake", "d_auc", "heldout_images"} <= results[direction].keys()
     flat = table.flatten(results)
     assert flat["val_swd"] == pytest.approx((flat["val_swd_AtoB"] + flat["val_swd_BtoA"]) / 2)
+    assert flat["val_swd_coarse"] == pytest.approx((flat["val_swd_coarse_AtoB"] + flat["val_swd_coarse_BtoA"]) / 2)
     assert table.selection_value(results, "fid") is None
 
 
@@ -290,11 +291,25 @@ def test_swd_bootstrap_spread_is_positive_and_shrinks_with_more_images():
     images = _smooth_images(24, 32)
     reference = metrics.SlicedWasserstein(images)
     noisy = _noisy(images, 0.1)
-    value, sd = reference.measure(noisy, resamples=8)
-    assert value == reference(noisy) and sd > 0
-    assert math.isnan(reference.measure(noisy)[1])
-    _, sd_few = reference.measure(noisy[:6], resamples=8)
-    assert sd_few > sd
+    score = reference.measure(noisy, resamples=8)
+    assert score.value == reference(noisy) and score.sd > 0 and score.coarse_sd > 0
+    assert math.isnan(reference.measure(noisy).sd) and math.isnan(reference.measure(noisy).coarse_sd)
+    few = reference.measure(noisy[:6], resamples=8)
+    assert few.sd > score.sd and few.coarse_sd > score.coarse_sd
+
+
+def test_coarse_swd_leaves_out_the_finest_band():
+    """Pixel-scale noise lives in the finest band: it moves the full SWD much more than the coarse
+    one, while a colour shift, which lives in the low-pass level, moves both."""
+    images = _smooth_images(24, 64)
+    reference = metrics.SlicedWasserstein(images)
+    noisy = reference.measure(_noisy(images, 0.1))
+    assert noisy.coarse < noisy.value / 2
+    shifted = reference.measure((images.int() + 40).clamp(0, 255).to(torch.uint8))
+    assert shifted.coarse > shifted.value  # the colour error is spread over fewer levels
+    tiny = _smooth_images(4, 16)  # one level: nothing to leave out
+    single = metrics.SlicedWasserstein(tiny).measure(_noisy(tiny, 0.1))
+    assert single.coarse == single.value
 
 
 def _flat_direction(change: float, swd: float, identity: float, gap: float) -> dict[str, float]:

@@ -32,7 +32,24 @@ def test_rules_score_a_flattened_evaluation_as_metrics_csv_stores_it():
     assert flat["val_swd_ratio"] == pytest.approx(1.25)
     # the same from a metrics.csv row, where every value is text
     assert selection_value({k: str(v) for k, v in flat.items()}, "swd_ratio") == pytest.approx(1.25)
-    assert set(SELECTABLE) >= {"swd", "swd_ratio", "cycle_l1", "identity_l1", "last"}
+    assert set(SELECTABLE) >= {"swd", "swd_coarse", "swd_ratio", "cycle_l1", "identity_l1", "last"}
+
+
+def test_the_coarse_rule_ties_within_its_own_noise_and_keeps_the_later_epoch(tmp_path):
+    """swd_coarse reads its own columns and bootstrap spread, not the full SWD's: here the full SWD
+    gets worse at epoch 2 (finer texture changed) while the coarse one stays within its noise."""
+    def results(full: float, coarse: float, coarse_sd: float) -> dict[str, dict[str, float]]:
+        return {d: {"swd": full, "swd_sd": 0.1, "swd_identity": 100.0, "swd_coarse": coarse,
+                    "swd_coarse_sd": coarse_sd, "cycle_l1": 0.1, "identity_mapping_l1": 0.05} for d in ("AtoB", "BtoA")}
+    history = [results(40.0, 30.0, 2.0), results(60.0, 31.0, 2.0)]
+    chosen = {}
+    for rule in ("swd", "swd_coarse"):
+        monitor = TrainingMonitor(runfolder.RunWarnings(tmp_path / rule), rule)
+        for epoch, r in enumerate(history, 1):
+            monitor.observe(epoch, epoch, r, selection_value(flatten(r), rule))
+        chosen[rule] = monitor.best["epoch"]
+    assert chosen == {"swd": 1, "swd_coarse": 2}
+    assert selection_value(flatten(history[0]), "swd_coarse") == pytest.approx(30.0)
 
 
 def test_worse_than_nothing_names_the_direction_and_its_numbers():

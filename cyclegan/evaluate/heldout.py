@@ -32,8 +32,8 @@ from ..errors import DataError
 from ..images import load_image, match_channels, pil_to_tensor, to_float, to_uint8
 from ..models.discriminators import build_discriminator
 from .inception import fid_kid, image_features, inception_network
-from .metrics import (SWD_RESAMPLES, SlicedWasserstein, change_agreement, change_scores, checkerboard_energy, l1,
-                      mean_pairwise_distance, psnr, separation_auc, ssim)
+from .metrics import (SWD_RESAMPLES, SlicedWasserstein, SWDScore, change_agreement, change_scores,
+                      checkerboard_energy, l1, mean_pairwise_distance, psnr, separation_auc, ssim)
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ class HeldOut:
             self._cache[kind, domain] = compute()
         return self._cache[kind, domain]
 
-    def swd(self, images: torch.Tensor, domain: str, resamples: int = 0) -> tuple[float, float]:
-        """SWD of ``images`` to this set's real images of ``domain``, and its bootstrap standard
-        deviation over ``resamples`` resamples of ``images`` (nan without)."""
+    def swd(self, images: torch.Tensor, domain: str, resamples: int = 0) -> SWDScore:
+        """SWD of ``images`` to this set's real images of ``domain`` (every level, and the coarse
+        levels), with bootstrap standard deviations over ``resamples`` resamples of ``images`` (nan without)."""
         reference = self._cached("swd", domain, lambda: SlicedWasserstein(self.images[domain], self.device))
         return reference.measure(images, resamples)
 
@@ -155,7 +155,7 @@ class HeldOut:
         """The do-nothing baseline: SWD of the source domain's images, unchanged (but for their
         channel count), to the target's."""
         unchanged = lambda: match_channels(self.images[source], self.images[target].shape[1])  # noqa: E731
-        return self._cached("swd_identity", source, lambda: self.swd(unchanged(), target)[0])
+        return self._cached("swd_identity", source, lambda: self.swd(unchanged(), target).value)
 
     def domain_gap(self, source: str, target: str) -> float:
         """How far the ``source`` images are from the ``target`` ones, in units of how far target
@@ -203,10 +203,12 @@ def _direction(G: nn.Module, G_back: nn.Module | None, D: nn.Module | None, held
                target: str, autocast, batch: int, inception: nn.Module | None) -> dict[str, float]:
     device, real_source, real_target = heldout.device, heldout.images[source], heldout.images[target]
     fake = to_uint8(_run(G, real_source, device, autocast, batch))
-    swd, swd_sd = heldout.swd(fake, target, SWD_RESAMPLES)
+    swd = heldout.swd(fake, target, SWD_RESAMPLES)
     result = {
-        "swd": swd,
-        "swd_sd": swd_sd,
+        "swd": swd.value,
+        "swd_sd": swd.sd,
+        "swd_coarse": swd.coarse,
+        "swd_coarse_sd": swd.coarse_sd,
         "swd_identity": heldout.swd_identity(source, target),
         "domain_gap": heldout.domain_gap(source, target),
         "diversity": heldout.diversity(fake, source),

@@ -49,6 +49,10 @@ METRICS: tuple[Metric, ...] = (
     # The SWD's sampling noise: its standard deviation over bootstrap resamples of the held-out
     # images. Two epochs closer than this are a tie (the later one is kept in best/).
     Metric("swd_sd", "SWD sd", "", "heldout", ".2f", 8),
+    # SWD without the finest pyramid band (metrics.SWDScore), a selection rule: the pixel-scale texture
+    # that band holds changes from epoch to epoch without the translation improving.
+    Metric("swd_coarse", "SWD coarse", "lower", "heldout", ".2f", 12),
+    Metric("swd_coarse_sd", "coarse sd", "", "heldout", ".2f", 11),
     # How far the inputs are from the target images, in units of how far target images are from
     # each other (heldout.HeldOut.domain_gap): about 1, the held-out set cannot tell the domains apart.
     Metric("domain_gap", "domain gap", "", "heldout", ".2f", 11),
@@ -137,13 +141,13 @@ def _no_noise(flat: Flat) -> float:
     return 0.0
 
 
-def _swd_noise(relative: bool) -> Callable[[Flat], float]:
+def _swd_noise(relative: bool, key: str = "swd") -> Callable[[Flat], float]:
     """The standard deviation of the mean over both directions of SWD (or of SWD over its input's),
     from each direction's bootstrap spread (0 where an evaluation did not record one)."""
     def noise(flat: Flat) -> float:
         parts = []
         for d in measured_directions(flat):
-            sd, baseline = finite_number(flat.get(f"val_swd_sd_{d}")), finite_number(flat.get(f"val_swd_identity_{d}"))
+            sd, baseline = finite_number(flat.get(f"val_{key}_sd_{d}")), finite_number(flat.get(f"val_swd_identity_{d}"))
             if sd is None or (relative and not baseline):
                 return 0.0
             parts.append(sd / baseline if relative else sd)
@@ -164,6 +168,8 @@ class SelectionRule:
 
 
 SELECTION_RULES: dict[str, SelectionRule] = {rule.name: rule for rule in (
+    SelectionRule("swd_coarse", "mean SWD of both directions without the finest pyramid band", _mean_of("swd_coarse"),
+                  noise=_swd_noise(relative=False, key="swd_coarse")),
     SelectionRule("swd", "mean SWD of both directions", _mean_of("swd"), noise=_swd_noise(relative=False)),
     SelectionRule("swd_ratio", "mean of each direction's SWD over its input-unchanged SWD",
                   _ratio_to_baseline("swd"), noise=_swd_noise(relative=True)),
