@@ -6,6 +6,9 @@ Run it in two checkouts (or before and after a change) to show a recipe is bit-i
     git worktree add /tmp/old RELEASE && (cd /tmp/old && PYTHONPATH=$PWD python ~/cyclegan/benchmarks/recipe_hash.py)
     python benchmarks/recipe_hash.py                     # this checkout; the same HASH line means the same weights
 
+Run both on one machine: the weights follow the CPU's floating-point rounding, so two machines can
+print different hashes for the same code (BENCHMARKS.md, "More 128-px seeds").
+
 Shrunk networks (ngf/ndf 8, 2 blocks, 32 px crops) on one CPU thread, evaluation off; only the public
 ``preset``/``train`` API is used, so it runs against older releases too.
 """
