@@ -168,9 +168,9 @@ class SelectionRule:
 
 
 SELECTION_RULES: dict[str, SelectionRule] = {rule.name: rule for rule in (
+    SelectionRule("swd", "mean SWD of both directions", _mean_of("swd"), noise=_swd_noise(relative=False)),
     SelectionRule("swd_coarse", "mean SWD of both directions without the finest pyramid band", _mean_of("swd_coarse"),
                   noise=_swd_noise(relative=False, key="swd_coarse")),
-    SelectionRule("swd", "mean SWD of both directions", _mean_of("swd"), noise=_swd_noise(relative=False)),
     SelectionRule("swd_ratio", "mean of each direction's SWD over its input-unchanged SWD",
                   _ratio_to_baseline("swd"), noise=_swd_noise(relative=True)),
     SelectionRule("cycle_l1", "mean cycle-reconstruction L1", _mean_of("cycle_l1")),
