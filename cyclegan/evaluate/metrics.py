@@ -237,8 +237,8 @@ class SWDScore(NamedTuple):
     """One SWD measurement (``SlicedWasserstein.measure``); the sds are nan without resamples.
 
     ``coarse`` leaves out the finest pyramid band, the pixel-scale texture (grain, sensor noise, a
-    transposed convolution's checkerboard) that a generator redraws differently from one epoch to
-    the next and that the ground truth barely weighs. Selecting by it (``--select-by swd_coarse``)
+    transposed convolution's checkerboard): a target's grain that no model learns weighs on the full
+    SWD, and the ground truth barely counts any of it. Selecting by it (``--select-by swd_coarse``)
     was never worse than by the full SWD over 50 runs and better on 4, but it cannot see a
     checkerboard, so the full SWD stays the default (BENCHMARKS.md, "Leaving out the finest band").
     """

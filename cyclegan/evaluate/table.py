@@ -49,8 +49,8 @@ METRICS: tuple[Metric, ...] = (
     # The SWD's sampling noise: its standard deviation over bootstrap resamples of the held-out
     # images. Two epochs closer than this are a tie (the later one is kept in best/).
     Metric("swd_sd", "SWD sd", "", "heldout", ".2f", 8),
-    # SWD without the finest pyramid band (metrics.SWDScore), a selection rule: the pixel-scale texture
-    # that band holds changes from epoch to epoch without the translation improving.
+    # SWD without the finest pyramid band (metrics.SWDScore), a selection rule blind to pixel-scale
+    # texture: a target's grain or noise that no model learns, and also a checkerboard.
     Metric("swd_coarse", "SWD coarse", "lower", "heldout", ".2f", 12),
     Metric("swd_coarse_sd", "coarse sd", "", "heldout", ".2f", 11),
     # How far the inputs are from the target images, in units of how far target images are from
